@@ -1,0 +1,138 @@
+"""Validate pipeline configuration against the project's one schema.
+
+Snakemake (workflow/rules/common.smk) and every stage module call `validate`, so a bad key or
+value fails the same way, naming the key, before any work is done. Defaults come from the schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError
+
+LATENT_DOWNSAMPLING = 4
+"""The VQ-VAE maps a size×size frame to a (size/4)×(size/4) grid of codes."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or inconsistent."""
+
+
+def _with_defaults(validator_class: type) -> type:
+    """Extend a validator so that it fills each missing property with its schema default."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, schema) -> Iterator[ValidationError]:
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": fill_defaults})
+
+
+_FillingValidator = _with_defaults(Draft202012Validator)
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The configuration schema (workflow/schemas/config.schema.yaml)."""
+    text = resources.files("lvt").joinpath("config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _key_path(error: ValidationError) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "<top level>"
+
+
+def validate(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a validated copy of `config` with every default filled in.
+
+    Raises ConfigError naming the offending key.
+    """
+    filled = json.loads(json.dumps(config))
+    errors = sorted(_FillingValidator(schema()).iter_errors(filled), key=lambda e: e.path)
+    if errors:
+        lines = [f"config key {_key_path(e)}: {e.message}" for e in errors]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    _check_consistency(filled)
+    return filled
+
+
+def load_settings(text: str) -> dict[str, Any]:
+    """Parse the JSON settings a rule hands to a stage module and validate them."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"settings are not valid JSON: {error}") from error
+    return validate(parsed)
+
+
+def settings_json(config: Mapping[str, Any], *sections: str) -> str:
+    """The named top-level sections of `config` as canonical JSON, for a rule's params.
+
+    Handing a stage only its sections means Snakemake re-runs it exactly when they change.
+    """
+    return json.dumps({name: config[name] for name in sections}, sort_keys=True)
+
+
+def latent_size(config: Mapping[str, Any]) -> int:
+    """Side of the per-frame code grid."""
+    return config["preprocess"]["size"] // LATENT_DOWNSAMPLING
+
+
+def _check_consistency(config: dict[str, Any]) -> None:
+    """Cross-key rules the schema cannot express."""
+    source = config["source"]
+    if source["kind"] == "local" and not source["local"]["path"]:
+        raise ConfigError("config key source.local.path: required when source.kind is 'local'")
+
+    vq = config["vqvae"]["model"]
+    if vq["channels"] % vq["codebooks"]:
+        raise ConfigError(
+            f"config key vqvae.model.channels: {vq['channels']} is not divisible by "
+            f"vqvae.model.codebooks ({vq['codebooks']})"
+        )
+
+    model = config["transformer"]["model"]
+    train = config["transformer"]["train"]
+    latent = latent_size(config)
+    stride = model["stride"]
+    clips = {
+        "transformer.train.clip_frames": train["clip_frames"],
+        "sample.frames": config["sample"]["frames"],
+        "evaluate.frames": config["evaluate"]["frames"],
+    }
+    for key, frames in clips.items():
+        grid = (frames, latent, latent)
+        for axis, (extent, step) in enumerate(zip(grid, stride, strict=True)):
+            if extent % step:
+                raise ConfigError(
+                    f"config key transformer.model.stride: axis {axis} stride {step} does not "
+                    f"divide the latent grid {list(grid)} of {key}"
+                )
+        slice_grid = [extent // step for extent, step in zip(grid, stride, strict=True)]
+        for block_key in ("encoder_block", "decoder_block"):
+            block = model[block_key]
+            if any(extent % size for extent, size in zip(slice_grid, block, strict=True)):
+                raise ConfigError(
+                    f"config key transformer.model.{block_key}: block {block} does not divide "
+                    f"the slice grid {slice_grid} (latent grid {list(grid)} of {key}, "
+                    f"stride {stride})"
+                )
+
+    if train["n_prime"] >= train["clip_frames"]:
+        raise ConfigError(
+            "config key transformer.train.n_prime: must be smaller than transformer.train.clip_frames"
+        )
+    sample = config["sample"]
+    if sample["n_prime"] >= sample["frames"]:
+        raise ConfigError("config key sample.n_prime: must be smaller than sample.frames")

@@ -1,0 +1,43 @@
+"""What every stage module shares: argument parsing, settings validation, logging, exit codes.
+
+A stage module is thin: it parses its arguments, calls the library and writes its outputs
+atomically. Bad input or configuration ends the process with a one-line message naming the file
+or key and exit status 2; any other exception keeps its traceback (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lvt.config import ConfigError, load_settings
+from lvt.errors import InputError
+
+Stage = Callable[[argparse.Namespace, dict[str, Any]], None]
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the `--settings` option every stage takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--settings",
+        default="{}",
+        help="JSON with the config sections this stage needs (validated against the schema)",
+    )
+    return parser
+
+
+def run_stage(stage: Stage, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
+    """Parse arguments, validate settings and run `stage`, mapping bad input to exit status 2."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    try:
+        stage(args, load_settings(args.settings))
+    except (ConfigError, InputError) as error:
+        logging.getLogger(parser.prog).error("%s", error)
+        sys.exit(2)
