@@ -56,14 +56,15 @@ def _key_path(error: ValidationError) -> str:
 def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     """Return a validated copy of `config` with every default filled in.
 
-    Raises ConfigError naming the offending key.
+    Cross-key rules are checked among the sections `config` holds (a stage receives only its
+    own sections; Snakemake checks the whole configuration). Raises ConfigError naming the key.
     """
     filled = json.loads(json.dumps(config))
     errors = sorted(_FillingValidator(schema()).iter_errors(filled), key=lambda e: e.path)
     if errors:
         lines = [f"config key {_key_path(e)}: {e.message}" for e in errors]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
-    _check_consistency(filled)
+    _check_consistency(filled, present=set(config) or set(filled))
     return filled
 
 
@@ -89,28 +90,34 @@ def latent_size(config: Mapping[str, Any]) -> int:
     return config["preprocess"]["size"] // LATENT_DOWNSAMPLING
 
 
-def _check_consistency(config: dict[str, Any]) -> None:
-    """Cross-key rules the schema cannot express."""
+def _check_consistency(config: dict[str, Any], present: set[str]) -> None:
+    """Cross-key rules the schema cannot express, among the `present` sections."""
     source = config["source"]
-    if source["kind"] == "local" and not source["local"]["path"]:
+    if "source" in present and source["kind"] == "local" and not source["local"]["path"]:
         raise ConfigError("config key source.local.path: required when source.kind is 'local'")
 
     vq = config["vqvae"]["model"]
-    if vq["channels"] % vq["codebooks"]:
+    if "vqvae" in present and vq["channels"] % vq["codebooks"]:
         raise ConfigError(
             f"config key vqvae.model.channels: {vq['channels']} is not divisible by "
             f"vqvae.model.codebooks ({vq['codebooks']})"
         )
+    sample = config["sample"]
+    if "sample" in present and sample["n_prime"] >= sample["frames"]:
+        raise ConfigError("config key sample.n_prime: must be smaller than sample.frames")
+    if "transformer" in present:
+        _check_transformer(config, present)
 
+
+def _check_transformer(config: dict[str, Any], present: set[str]) -> None:
+    """Stride and block sizes must tile the latent grid of every clip the transformer sees."""
     model = config["transformer"]["model"]
     train = config["transformer"]["train"]
     latent = latent_size(config)
     stride = model["stride"]
-    clips = {
-        "transformer.train.clip_frames": train["clip_frames"],
-        "sample.frames": config["sample"]["frames"],
-        "evaluate.frames": config["evaluate"]["frames"],
-    }
+    clips = {"transformer.train.clip_frames": train["clip_frames"]}
+    clips.update({f"{name}.frames": config[name]["frames"]
+                  for name in ("sample", "evaluate") if name in present})
     for key, frames in clips.items():
         grid = (frames, latent, latent)
         for axis, (extent, step) in enumerate(zip(grid, stride, strict=True)):
@@ -133,6 +140,3 @@ def _check_consistency(config: dict[str, Any]) -> None:
         raise ConfigError(
             "config key transformer.train.n_prime: must be smaller than transformer.train.clip_frames"
         )
-    sample = config["sample"]
-    if sample["n_prime"] >= sample["frames"]:
-        raise ConfigError("config key sample.n_prime: must be smaller than sample.frames")

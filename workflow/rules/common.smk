@@ -1,0 +1,38 @@
+# Configuration check and the helpers the rule modules share. The config is validated with
+# workflow/schemas/config.schema.yaml (through lvt.config, which the stage modules use too) before
+# any job runs; schema defaults fill every missing key.
+
+import lvt.config
+
+config.update(lvt.config.validate(config))
+
+RUN = config["run"]
+SPLITS = ["train", "test"]
+SHARDS = list(range(config["preprocess"]["shards"]))
+ENV = "../../envs/lvt.yaml"
+
+
+wildcard_constraints:
+    run=r"[A-Za-z0-9_.-]+",
+    split="train|test",
+    shard=r"\d+",
+
+
+def settings(*sections):
+    """The config sections a stage needs, as JSON: a change re-runs exactly the stages using it."""
+    return lvt.config.settings_json(config, *sections)
+
+
+def frame_shards(wildcards):
+    """Every frames shard of one split."""
+    return expand(
+        "results/{run}/frames/{split}/shard{shard}.h5",
+        run=wildcards.run,
+        split=wildcards.split,
+        shard=SHARDS,
+    )
+
+
+def final_outputs():
+    """What `all` builds: the evaluation report, which needs every stage before it."""
+    return [f"results/{RUN}/evaluation/metrics.json"]
