@@ -1,0 +1,56 @@
+"""From frames to codes and back, and completing code videos from their priming frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lvt.data.dataset import VideoArrays
+from lvt.models.transformer import VideoTransformer
+from lvt.models.vqvae import VQVAE
+from lvt.sampling import sample_codes
+
+
+@torch.no_grad()
+def encode_frames(vqvae: VQVAE, frames: np.ndarray, device: torch.device) -> np.ndarray:
+    """uint8 frames (N, H, W, 3) -> codes (N, codebooks, H/4, W/4) int64."""
+    images = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    return vqvae.encode(images).cpu().numpy()
+
+
+@torch.no_grad()
+def decode_codes(vqvae: VQVAE, codes: np.ndarray | torch.Tensor, device: torch.device) -> np.ndarray:
+    """Codes (N, codebooks, h, w) -> uint8 frames (N, 4h, 4w, 3), rounded to the nearest level."""
+    images = vqvae.decode(torch.as_tensor(codes, dtype=torch.int64, device=device))
+    return images.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def decode_videos(vqvae: VQVAE, videos: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Code videos (B, codebooks, T, h, w) -> uint8 videos (B, T, 4h, 4w, 3)."""
+    batch, codebooks, frames, height, width = videos.shape
+    flat = videos.permute(0, 2, 1, 3, 4).reshape(batch * frames, codebooks, height, width)
+    decoded = decode_codes(vqvae, flat, device)
+    return decoded.reshape(batch, frames, *decoded.shape[1:])
+
+
+def complete_videos(
+    transformer: VideoTransformer,
+    prime_codes: torch.Tensor,
+    frames: int,
+    temperature: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Sample `frames`-long code videos (B, codebooks, T, h, w) that start with `prime_codes`.
+
+    `prime_codes` (B, codebooks, n_prime, h, w) are kept fixed, as in the reference sampler.
+    """
+    batch, codebooks, n_prime, height, width = prime_codes.shape
+    video = prime_codes.new_zeros((batch, codebooks, frames, height, width))
+    video[:, :, :n_prime] = prime_codes
+    return sample_codes(transformer, video, n_prime, temperature=temperature, generator=generator)
+
+
+def videos_long_enough(arrays: VideoArrays, frames: int, limit: int | None) -> list[int]:
+    """Indices of the videos with at least `frames` frames, the first `limit` of them (None: all)."""
+    eligible = [index for index, length in enumerate(arrays.lengths) if length >= frames]
+    return eligible[:limit] if limit else eligible

@@ -1,0 +1,53 @@
+"""Write sampled videos for people to look at: PNG frames and GIFs with the priming frames marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lvt.atomic import atomic_path
+
+PRIME_MARK = np.array([230, 60, 40], dtype=np.uint8)
+"""Border colour of priming frames (given, not generated)."""
+
+
+def mark_priming(video: np.ndarray, n_prime: int, border: int = 2) -> np.ndarray:
+    """Copy of uint8 `video` (T, H, W, 3) with a coloured border around its first n_prime frames."""
+    marked = video.copy()
+    for frame in marked[:n_prime]:
+        frame[:border], frame[-border:] = PRIME_MARK, PRIME_MARK
+        frame[:, :border], frame[:, -border:] = PRIME_MARK, PRIME_MARK
+    return marked
+
+
+def write_png_frames(video: np.ndarray, folder: Path) -> None:
+    """Frames as folder/0.png, 1.png, ... (the reference's layout)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(video):
+        with atomic_path(folder / f"{index}.png") as tmp:
+            Image.fromarray(frame).save(tmp, format="PNG")
+
+
+def write_gif(video: np.ndarray, path: Path, fps: float, scale: int = 2) -> None:
+    """An endlessly looping GIF, enlarged `scale` times with nearest-neighbour pixels."""
+    frames = [
+        Image.fromarray(frame).resize(
+            (frame.shape[1] * scale, frame.shape[0] * scale), Image.Resampling.NEAREST
+        )
+        for frame in video
+    ]
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=round(1000 / fps), loop=0)
+
+
+def side_by_side(*videos: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Videos of equal shape (T, H, W, 3) next to each other, separated by white columns."""
+    frames, height = videos[0].shape[:2]
+    spacer = np.full((frames, height, gap, 3), 255, dtype=np.uint8)
+    parts: list[np.ndarray] = []
+    for video in videos:
+        parts += [video, spacer]
+    return np.concatenate(parts[:-1], axis=2)

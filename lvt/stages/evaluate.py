@@ -1,0 +1,60 @@
+"""Stage: scores on the test split, written to one JSON file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from lvt.atomic import write_json
+from lvt.checkpoints import file_sha256, load_model
+from lvt.data.dataset import VideoArrays
+from lvt.evaluation import bits_per_code, reconstruction_psnr
+from lvt.generate import videos_long_enough
+from lvt.stages.common import add_threads_option, run_stage, select_device, stage_parser
+
+log = logging.getLogger("lvt.stages.evaluate")
+
+
+def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    options = settings["evaluate"]
+    device = select_device("auto", args.threads)
+    vqvae, _ = load_model(args.vqvae, "vqvae", map_location=device)
+    transformer, _ = load_model(args.transformer, "transformer", map_location=device)
+    vqvae.eval()
+    transformer.eval()
+    frames = VideoArrays(args.dataset, "frames")
+    codes = VideoArrays(args.codes, "codes")
+    reconstruction = reconstruction_psnr(vqvae, frames, codes, device)
+    log.info("VQ-VAE reconstruction PSNR %.2f dB over %d test frames",
+             reconstruction["psnr_db"], reconstruction["frames"])
+    videos = videos_long_enough(codes, options["frames"], options["bits_videos"])
+    bits = bits_per_code(transformer, codes, options["frames"], options["n_prime"], videos,
+                         device, options["batch_size"])
+    log.info("bits per code %.4f; unigram entropy %.4f bits (ratio %.3f)",
+             bits["bits_per_code"], bits["unigram_entropy_bits"], bits["bits_to_unigram_ratio"])
+    samples = json.loads((args.samples / "index.json").read_text())
+    write_json(args.out, {
+        "vqvae": {"test_reconstruction": reconstruction, "sha256": file_sha256(args.vqvae)},
+        "transformer": {"test_bits": bits, "sha256": file_sha256(args.transformer)},
+        "samples": {"count": len(samples["samples"]), "n_prime": samples["n_prime"],
+                    "frames": samples["frames"], "folder": str(args.samples)},
+    })
+
+
+def cli() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--vqvae", type=Path, required=True)
+    parser.add_argument("--transformer", type=Path, required=True)
+    parser.add_argument("--codes", type=Path, required=True, help="test codes (HDF5)")
+    parser.add_argument("--dataset", type=Path, required=True, help="test frames (HDF5)")
+    parser.add_argument("--samples", type=Path, required=True, help="the sample stage's folder")
+    parser.add_argument("--out", type=Path, required=True, help="metrics JSON")
+    add_threads_option(parser)
+    run_stage(main, parser)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,101 @@
+"""Stage: complete test videos from their priming frames and write them for people to look at.
+
+Per test video and sample: PNG frames (the reference's 0.png ... 15.png) and a GIF of the real
+clip beside the sample, priming frames marked; all sampled codes in samples.h5; an index.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from lvt.atomic import atomic_path, write_json
+from lvt.checkpoints import file_sha256, load_model
+from lvt.config import ConfigError
+from lvt.data.dataset import VideoArrays
+from lvt.generate import complete_videos, decode_videos, videos_long_enough
+from lvt.media import mark_priming, side_by_side, write_gif, write_png_frames
+from lvt.stages.common import add_threads_option, run_stage, select_device, stage_parser
+
+log = logging.getLogger("lvt.stages.sample")
+
+
+def safe_name(video_id: str) -> str:
+    """A folder name for a video id."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", video_id)
+
+
+def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    options = settings["sample"]
+    device = select_device("auto", args.threads)
+    vqvae, _ = load_model(args.vqvae, "vqvae", map_location=device)
+    transformer, config = load_model(args.transformer, "transformer", map_location=device)
+    vqvae.eval()
+    transformer.eval()
+    if options["frames"] % config.stride[0]:
+        raise ConfigError(
+            f"config key sample.frames: {options['frames']} is not a multiple of the temporal "
+            f"stride {config.stride[0]} of {args.transformer}"
+        )
+    codes = VideoArrays(args.codes, "codes")
+    frames = VideoArrays(args.dataset, "frames")
+    videos = videos_long_enough(codes, options["frames"], options["videos"])
+    if not videos:
+        raise ConfigError(f"config key sample.frames: no video of {args.codes} has "
+                          f"{options['frames']} frames")
+    jobs = [(video, k) for video in videos for k in range(options["samples_per_video"])]
+    generator = torch.Generator(device).manual_seed(options["seed"])
+    fps = float(frames.attrs.get("fps", 10.0))
+    n_prime = options["n_prime"]
+    entries, sampled = [], []
+    with atomic_path(args.out_dir) as out:
+        for start in range(0, len(jobs), options["batch_size"]):
+            batch = jobs[start:start + options["batch_size"]]
+            prime = torch.from_numpy(np.stack(
+                [codes.clip(video, 0, n_prime) for video, _ in batch]).astype(np.int64))
+            log.info("sampling %d of %d videos", start + len(batch), len(jobs))
+            sample = complete_videos(transformer, prime.permute(0, 2, 1, 3, 4).to(device),
+                                     options["frames"], options["temperature"], generator)
+            decoded = decode_videos(vqvae, sample, device)
+            for (video, k), codes_k, video_k in zip(batch, sample.cpu(), decoded, strict=True):
+                name = f"{safe_name(codes.video_ids[video])}/sample_{k}"
+                real = frames.clip(video, 0, options["frames"])
+                write_png_frames(video_k, out / name)
+                write_gif(side_by_side(mark_priming(real, n_prime), mark_priming(video_k, n_prime)),
+                          out / f"{name}.gif", fps)
+                entries.append({"video_id": codes.video_ids[video], "sample": k,
+                                "frames": f"{name}/", "gif": f"{name}.gif"})
+                sampled.append(codes_k.permute(1, 0, 2, 3).numpy().astype(np.uint16))
+        with h5py.File(out / "samples.h5", "w") as file:
+            file.create_dataset("codes", data=np.stack(sampled))
+            file.create_dataset("video_ids", data=[e["video_id"] for e in entries],
+                                dtype=h5py.string_dtype())
+            file.create_dataset("sample_index", data=[e["sample"] for e in entries])
+        write_json(out / "index.json", {
+            "n_prime": n_prime, "frames": options["frames"], "temperature": options["temperature"],
+            "seed": options["seed"], "fps": fps, "vqvae_sha256": file_sha256(args.vqvae),
+            "transformer_sha256": file_sha256(args.transformer), "samples": entries,
+        })
+    log.info("wrote %d samples to %s", len(entries), args.out_dir)
+
+
+def cli() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--vqvae", type=Path, required=True)
+    parser.add_argument("--transformer", type=Path, required=True)
+    parser.add_argument("--codes", type=Path, required=True, help="test codes (HDF5)")
+    parser.add_argument("--dataset", type=Path, required=True, help="test frames (HDF5)")
+    parser.add_argument("--out-dir", type=Path, required=True)
+    add_threads_option(parser)
+    run_stage(main, parser)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,45 @@
+"""Stage: train the VQ-VAE on the frames of the training split."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import torch
+
+from lvt.checkpoints import save_model
+from lvt.data.dataset import VideoArrays
+from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.stages.common import fingerprint, publish, run_stage, select_device, training_parser
+from lvt.training.loop import LoopSettings, train
+from lvt.training.vqvae import VQVAETraining
+
+log = logging.getLogger("lvt.stages.train_vqvae")
+
+
+def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    model_settings, train_settings = settings["vqvae"]["model"], settings["vqvae"]["train"]
+    device = select_device(train_settings["device"], args.threads)
+    config = VQVAEConfig(**model_settings)
+    torch.manual_seed(train_settings["seed"])
+    model = VQVAE(config)
+    frames = VideoArrays(args.dataset, "frames")
+    log.info("training on %d frames of %d videos from %s on %s",
+             frames.num_items, frames.num_videos, args.dataset, device)
+    task = VQVAETraining(model, frames, train_settings["batch_size"], train_settings["lr"],
+                         tuple(train_settings["betas"]), train_settings["seed"], device)
+    metrics = train(task, LoopSettings.from_settings(train_settings), args.state_dir,
+                    fingerprint(settings, args.dataset), log)
+    sha = save_model(args.model, "vqvae", config, model,
+                     extra={"steps": train_settings["steps"], "dataset": str(args.dataset)})
+    publish(metrics, args.metrics)
+    log.info("wrote %s (sha256 %s)", args.model, sha)
+
+
+def cli() -> None:
+    run_stage(main, training_parser(__doc__, "--dataset", "training frames (HDF5)"))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,139 @@
+"""One training loop for both models.
+
+It fixes the reference trainer's failures (lvt-method.md §9.1-2): every exception and every
+non-finite loss ends the process with a non-zero status, and a killed run resumes exactly from
+its last checkpoint (model, optimisers, step and every random state), which lives outside the
+rule's declared outputs so that Snakemake never deletes it.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm import tqdm
+
+from lvt.atomic import atomic_path
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.csv"
+
+
+class TrainingTask(Protocol):
+    """A model with its optimisers and data: one call of `step` is one optimisation step."""
+
+    def step(self) -> dict[str, float]:
+        """Run one step; return scalar metrics, `loss` among them."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimisers, data random state."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    steps: int
+    checkpoint_every: int
+    log_every: int
+
+    @classmethod
+    def from_settings(cls, train: Mapping[str, Any]) -> LoopSettings:
+        """Take the loop's keys from a model's `train` config section."""
+        return cls(train["steps"], train["checkpoint_every"], train["log_every"])
+
+
+def _random_states() -> dict[str, Any]:
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_random_states(states: Mapping[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _save_checkpoint(path: Path, task: TrainingTask, step: int, fingerprint: str) -> None:
+    state = {"task": task.state_dict(), "step": step, "fingerprint": fingerprint,
+             "random": _random_states()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _resume(state_dir: Path, task: TrainingTask, fingerprint: str, log: logging.Logger) -> int:
+    """Load the last checkpoint if it belongs to this exact run; return the step to start at."""
+    path = state_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["fingerprint"] != fingerprint:
+        log.info("ignoring %s: it was made with other settings or data; starting afresh", path)
+        return 0
+    task.load_state_dict(state["task"])
+    _restore_random_states(state["random"])
+    log.info("resuming from %s at step %d", path, state["step"])
+    return state["step"]
+
+
+def _metrics_writer(path: Path, start: int, fields: list[str]) -> tuple[Any, csv.DictWriter]:
+    """Open the metrics CSV, keeping only rows before `start` of a resumed run."""
+    kept: list[dict[str, str]] = []
+    if start and path.exists():
+        with path.open(newline="") as old:
+            kept = [row for row in csv.DictReader(old) if int(row["step"]) <= start]
+    handle = path.open("w", newline="")
+    writer = csv.DictWriter(handle, fieldnames=["step", *fields], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(kept)
+    return handle, writer
+
+
+def train(
+    task: TrainingTask,
+    settings: LoopSettings,
+    state_dir: Path,
+    fingerprint: str,
+    log: logging.Logger,
+) -> Path:
+    """Train `task` to `settings.steps`, resuming from `state_dir`; return the metrics CSV path.
+
+    `fingerprint` identifies the settings and data; a checkpoint with another one is ignored.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    start = _resume(state_dir, task, fingerprint, log)
+    metrics_path = state_dir / METRICS_NAME
+    handle = writer = None
+    progress = tqdm(total=settings.steps, initial=start, desc="train", unit="step",
+                    mininterval=2.0, dynamic_ncols=True)
+    try:
+        for step in range(start + 1, settings.steps + 1):
+            metrics = task.step()
+            if not math.isfinite(metrics["loss"]):
+                raise FloatingPointError(f"loss is {metrics['loss']} at step {step}")
+            if writer is None:
+                handle, writer = _metrics_writer(metrics_path, start, sorted(metrics))
+            if step % settings.log_every == 0 or step == settings.steps:
+                writer.writerow({"step": step, **metrics})
+                handle.flush()
+                progress.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+            progress.update()
+            if step % settings.checkpoint_every == 0 or step == settings.steps:
+                _save_checkpoint(state_dir / CHECKPOINT_NAME, task, step, fingerprint)
+    finally:
+        progress.close()
+        if handle is not None:
+            handle.close()
+    log.info("finished %d steps", settings.steps)
+    return metrics_path
