@@ -138,5 +138,6 @@ def _check_transformer(config: dict[str, Any], present: set[str]) -> None:
 
     if train["n_prime"] >= train["clip_frames"]:
         raise ConfigError(
-            "config key transformer.train.n_prime: must be smaller than transformer.train.clip_frames"
+            "config key transformer.train.n_prime: must be smaller than "
+            "transformer.train.clip_frames"
         )

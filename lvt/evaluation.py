@@ -23,7 +23,11 @@ from lvt.models.vqvae import VQVAE
 
 
 def reconstruction_psnr(
-    vqvae: VQVAE, frames: VideoArrays, codes: VideoArrays, device: torch.device, batch_size: int = 256
+    vqvae: VQVAE,
+    frames: VideoArrays,
+    codes: VideoArrays,
+    device: torch.device,
+    batch_size: int = 256,
 ) -> dict[str, Any]:
     """Mean per-frame PSNR (dB) of every decoded test frame against the original."""
     psnr = []

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from lvt.data.dataset import VideoArrays
+from lvt.images import frames_to_images, images_to_frames
 from lvt.models.transformer import VideoTransformer
 from lvt.models.vqvae import VQVAE
 from lvt.sampling import sample_codes
@@ -14,15 +15,16 @@ from lvt.sampling import sample_codes
 @torch.no_grad()
 def encode_frames(vqvae: VQVAE, frames: np.ndarray, device: torch.device) -> np.ndarray:
     """uint8 frames (N, H, W, 3) -> codes (N, codebooks, H/4, W/4) int64."""
-    images = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    return vqvae.encode(images).cpu().numpy()
+    return vqvae.encode(frames_to_images(frames, device)).cpu().numpy()
 
 
 @torch.no_grad()
-def decode_codes(vqvae: VQVAE, codes: np.ndarray | torch.Tensor, device: torch.device) -> np.ndarray:
-    """Codes (N, codebooks, h, w) -> uint8 frames (N, 4h, 4w, 3), rounded to the nearest level."""
-    images = vqvae.decode(torch.as_tensor(codes, dtype=torch.int64, device=device))
-    return images.mul(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+def decode_codes(
+    vqvae: VQVAE, codes: np.ndarray | torch.Tensor, device: torch.device
+) -> np.ndarray:
+    """Codes (N, codebooks, h, w) -> uint8 frames (N, 4h, 4w, 3)."""
+    codes = torch.as_tensor(codes, dtype=torch.int64, device=device)
+    return images_to_frames(vqvae.decode(codes))
 
 
 def decode_videos(vqvae: VQVAE, videos: torch.Tensor, device: torch.device) -> np.ndarray:
@@ -51,6 +53,6 @@ def complete_videos(
 
 
 def videos_long_enough(arrays: VideoArrays, frames: int, limit: int | None) -> list[int]:
-    """Indices of the videos with at least `frames` frames, the first `limit` of them (None: all)."""
+    """Indices of the videos with at least `frames` frames; the first `limit` (None: all)."""
     eligible = [index for index, length in enumerate(arrays.lengths) if length >= frames]
     return eligible[:limit] if limit else eligible

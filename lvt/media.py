@@ -1,4 +1,4 @@
-"""Write sampled videos for people to look at: PNG frames and GIFs with the priming frames marked."""
+"""Sampled videos for people to look at: PNG frames, GIFs with the priming frames marked."""
 
 from __future__ import annotations
 

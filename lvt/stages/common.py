@@ -37,7 +37,9 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_stage(stage: Stage, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
+def run_stage(
+    stage: Stage, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> None:
     """Parse arguments, validate settings and run `stage`, mapping bad input to exit status 2."""
     args = parser.parse_args(argv)
     logging.basicConfig(

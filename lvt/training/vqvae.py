@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from lvt.data.dataset import VideoArrays
-from lvt.models import vqvae
+from lvt.images import frames_to_images
 from lvt.metrics import psnr_from_mse
-from lvt.training.batches import frames_to_tensor, read_items
+from lvt.models import vqvae
 
 
 class VQVAETraining:
@@ -35,7 +35,7 @@ class VQVAETraining:
 
     def step(self) -> dict[str, float]:
         indices = torch.randint(self.frames.num_items, (self.batch_size,), generator=self.generator)
-        images = frames_to_tensor(read_items(self.frames, indices.numpy()), self.device)
+        images = frames_to_images(self.frames.items(indices.numpy()), self.device)
         output = self.model(images)
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)

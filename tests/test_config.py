@@ -1,0 +1,90 @@
+"""The one schema: defaults, clear errors naming the key, presets, and Snakemake's use of it."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lvt import config as lvt_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def merged(*names: str) -> dict:
+    """config.yaml with presets applied in order, as `snakemake --configfile` merges them."""
+    def merge(base: dict, update: dict) -> dict:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = copy.deepcopy(value)
+        return base
+
+    result = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for name in names:
+        merge(result, yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text()))
+    return result
+
+
+def test_defaults_are_the_papers_values() -> None:
+    config = lvt_config.validate({})
+    assert config["vqvae"]["model"]["codebook_size"] == 512
+    assert config["vqvae"]["train"]["betas"] == [0.9, 0.9]
+    assert config["transformer"]["train"]["lr"] == 2e-5
+    assert config["transformer"]["model"]["stride"] == [16, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("presets", "n_prime"),
+    [
+        (["bair"], 1),
+        (["bair", "bair_dssvt"], 1),
+        (["bair", "bair_dstsvt"], 1),
+        (["kinetics600"], 5),
+    ],
+)
+def test_presets_validate(presets: list[str], n_prime: int) -> None:
+    assert lvt_config.validate(merged(*presets))["sample"]["n_prime"] == n_prime
+
+
+@pytest.mark.parametrize(
+    ("bad", "key"),
+    [
+        ({"vqvae": {"train": {"stepz": 3}}}, "vqvae.train"),
+        ({"vqvae": {"model": {"channels": "3"}}}, "vqvae.model.channels"),
+        (
+            {"transformer": {"model": {"decoder_block": [1, 5, 16]}}},
+            "transformer.model.decoder_block",
+        ),
+        ({"transformer": {"model": {"stride": [3, 1, 1]}}}, "transformer.model.stride"),
+        ({"source": {"kind": "local"}}, "source.local.path"),
+        ({"sample": {"n_prime": 16, "frames": 16}}, "sample.n_prime"),
+    ],
+)
+def test_errors_name_the_key(bad: dict, key: str) -> None:
+    with pytest.raises(lvt_config.ConfigError, match=key.replace(".", r"\.")):
+        lvt_config.validate(bad)
+
+
+def test_stage_settings_check_only_their_sections() -> None:
+    # A stage handed only `sample` must not be judged against default transformer settings.
+    settings = lvt_config.settings_json({"sample": {"frames": 8}}, "sample")
+    assert lvt_config.load_settings(settings)["sample"]["frames"] == 8
+
+
+def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"transformer": {"model": {"encoder_block": [1, 3, 16]}}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad),
+         "--directory", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    assert "transformer.model.encoder_block" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,117 @@
+"""The shared training loop: same seed -> same weights, exact resume, loud failures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from lvt.data.dataset import VideoArrays, VideoArraysWriter
+from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.training.loop import CHECKPOINT_NAME, LoopSettings, train
+from lvt.training.vqvae import VQVAETraining
+
+LOG = logging.getLogger("test")
+TINY = VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2,
+                   codebook_size=8)
+
+
+@pytest.fixture(scope="module")
+def frames_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two short videos of smooth random 16×16 frames."""
+    path = tmp_path_factory.mktemp("data") / "train.h5"
+    rng = np.random.default_rng(0)
+    with VideoArraysWriter(path, "frames", np.uint8, {"fps": 10.0}) as writer:
+        for name, length in (("a", 5), ("b", 7)):
+            base = rng.integers(0, 255, (length, 4, 4, 3)).astype(np.uint8)
+            writer.add(name, base.repeat(4, axis=1).repeat(4, axis=2))
+    return path
+
+
+def make_task(frames_file: Path) -> VQVAETraining:
+    torch.manual_seed(1)
+    return VQVAETraining(VQVAE(TINY), VideoArrays(frames_file), batch_size=4, lr=1e-3,
+                         betas=(0.9, 0.9), seed=7, device=torch.device("cpu"))
+
+
+def run(task: VQVAETraining, steps: int, state_dir: Path, fingerprint: str = "f") -> Path:
+    return train(task, LoopSettings(steps=steps, checkpoint_every=3, log_every=1), state_dir,
+                 fingerprint, LOG)
+
+
+def weights(task: VQVAETraining) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in task.model.state_dict().items()}
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_same_seed_gives_the_same_weights(frames_file: Path, tmp_path: Path) -> None:
+    first, second = make_task(frames_file), make_task(frames_file)
+    run(first, 4, tmp_path / "a")
+    run(second, 4, tmp_path / "b")
+    assert_same(weights(first), weights(second))
+
+
+def test_resume_continues_exactly(frames_file: Path, tmp_path: Path, caplog) -> None:
+    straight = make_task(frames_file)
+    run(straight, 6, tmp_path / "straight")
+
+    interrupted = make_task(frames_file)
+    run(interrupted, 3, tmp_path / "resumed")
+    torch.manual_seed(12345)  # a new process starts with other random state
+    resumed = make_task(frames_file)
+    with caplog.at_level(logging.INFO):
+        metrics = run(resumed, 6, tmp_path / "resumed")
+    assert "resuming from" in caplog.text and "at step 3" in caplog.text
+    assert_same(weights(straight), weights(resumed))
+    steps = [int(line.split(",")[0]) for line in metrics.read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    state = torch.load(tmp_path / "resumed" / CHECKPOINT_NAME, weights_only=True)
+    assert state["step"] == 6
+
+
+def test_checkpoint_of_other_settings_is_ignored(frames_file: Path, tmp_path: Path,
+                                                 caplog) -> None:
+    run(make_task(frames_file), 3, tmp_path, fingerprint="old")
+    with caplog.at_level(logging.INFO):
+        run(make_task(frames_file), 3, tmp_path, fingerprint="new")
+    assert "starting afresh" in caplog.text
+
+
+class LinearRegression:
+    """A real (tiny) task whose data hold a NaN, so its loss becomes NaN."""
+
+    def __init__(self) -> None:
+        self.weight = torch.zeros(3, requires_grad=True)
+        self.optimizer = torch.optim.SGD([self.weight], lr=0.1)
+        self.inputs = torch.tensor([[1.0, 2.0, 3.0], [float("nan"), 0.0, 1.0]])
+        self.targets = torch.tensor([1.0, 2.0])
+
+    def step(self) -> dict[str, float]:
+        loss = torch.mean((self.inputs @ self.weight - self.targets) ** 2)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weight": self.weight.detach().clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.weight.data.copy_(state["weight"])
+
+
+def test_non_finite_loss_stops_training(tmp_path: Path) -> None:
+    with pytest.raises(FloatingPointError, match="step 1"):
+        train(LinearRegression(), LoopSettings(steps=5, checkpoint_every=1, log_every=1),
+              tmp_path, "f", LOG)
+    assert not (tmp_path / CHECKPOINT_NAME).exists()
