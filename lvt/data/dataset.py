@@ -1,0 +1,303 @@
+"""HDF5 files of videos: the packed video arrays (frames, later VQ-VAE codes) and frame shards.
+
+A video array file holds many videos of equally shaped items back to back:
+
+    <name>     (F, *item_shape) items of all videos, one item per chunk, resizable
+    offsets    (V + 1,) int64, video i is <name>[offsets[i]:offsets[i + 1]]
+    video_ids  (V,) utf-8 strings, "<source id>@<start>-<end>s"
+    attributes given by the writer's caller, plus lvt_version
+
+One item per chunk means reading a random clip touches only its own items. A frame shard is the
+intermediate a `frames` job writes: videos of different sizes, one dataset each, plus the rows
+of its manifest with their status.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Self
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+import lvt
+from lvt.atomic import atomic_path
+from lvt.data.sources import SourceRow, format_manifest, format_seconds, parse_manifest
+from lvt.errors import InputError
+
+OFFSETS = "offsets"
+VIDEO_IDS = "video_ids"
+MANIFEST = "manifest"
+VIDEOS = "videos"
+
+
+def dataset_video_id(row: SourceRow) -> str:
+    """The id a video gets in a dataset file: its source id and the window it was cut to."""
+    return f"{row.video_id}@{format_seconds(row.start)}-{format_seconds(row.end)}s"
+
+
+class _AtomicHDF5Writer:
+    """An HDF5 file written under a temporary name and renamed into place when closed cleanly.
+
+    Use as a context manager; if the block raises, nothing appears at `path`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], attrs: Mapping[str, Any] | None) -> None:
+        self.path = Path(path)
+        self._initial_attrs = {**(attrs or {}), "lvt_version": lvt.__version__}
+        self._file: h5py.File
+        self._stack = ExitStack()
+
+    def __enter__(self) -> Self:
+        with ExitStack() as stack:
+            tmp = stack.enter_context(atomic_path(self.path))
+            self._file = stack.enter_context(h5py.File(tmp, "w"))
+            self._file.attrs.update(self._initial_attrs)
+            self._start()
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: Any) -> None:
+        if exc_type is not None:
+            self._stack.__exit__(exc_type, *exc_info)
+            return
+        with self._stack:
+            self._finish()
+
+    @property
+    def attrs(self) -> h5py.AttributeManager:
+        """The file's attributes, for values only known once videos were written."""
+        return self._file.attrs
+
+    def _start(self) -> None:
+        """Lay out the new file."""
+
+    def _finish(self) -> None:
+        """Write what is only known at the end."""
+
+
+class VideoArraysWriter(_AtomicHDF5Writer):
+    """Append videos of equally shaped items to a video array file (see the module docstring).
+
+    The item shape is `item_shape` or, if None, that of the first video added.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        name: str = "frames",
+        dtype: npt.DTypeLike = np.uint8,
+        attrs: Mapping[str, Any] | None = None,
+        item_shape: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(path, attrs)
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        self.item_shape = tuple(item_shape) if item_shape is not None else None
+        self._items: h5py.Dataset | None = None
+        self._offsets = [0]
+        self._ids: list[str] = []
+        self._seen: set[str] = set()
+
+    def _create_items(self, item_shape: tuple[int, ...]) -> h5py.Dataset:
+        return self._file.create_dataset(
+            self.name,
+            shape=(0, *item_shape),
+            maxshape=(None, *item_shape),
+            chunks=(1, *item_shape),
+            dtype=self.dtype,
+        )
+
+    def add(self, video_id: str, items: np.ndarray) -> None:
+        """Append one video: (length > 0, *item_shape) items of the writer's dtype."""
+        if self._items is None:
+            self._items = self._create_items(self.item_shape or tuple(items.shape[1:]))
+        expected = self._items.shape[1:]
+        if items.ndim != len(expected) + 1 or items.shape[1:] != expected or not len(items):
+            raise ValueError(
+                f"video {video_id}: items of shape {items.shape}, expected (n > 0, *{expected})"
+            )
+        if items.dtype != self.dtype:
+            raise ValueError(f"video {video_id}: dtype {items.dtype}, expected {self.dtype}")
+        if video_id in self._seen:
+            raise ValueError(f"video {video_id}: already written")
+        start = self._offsets[-1]
+        self._items.resize(start + len(items), axis=0)
+        self._items[start:] = items
+        self._offsets.append(start + len(items))
+        self._ids.append(video_id)
+        self._seen.add(video_id)
+
+    def _finish(self) -> None:
+        if self._items is None:
+            if self.item_shape is None:
+                raise ValueError(f"{self.path}: no video added and no item_shape given")
+            self._create_items(self.item_shape)
+        self._file.create_dataset(OFFSETS, data=np.asarray(self._offsets, dtype=np.int64))
+        self._file.create_dataset(VIDEO_IDS, data=self._ids, dtype=h5py.string_dtype("utf-8"))
+
+
+def _open_hdf5(path: Path, required: Sequence[str]) -> h5py.File:
+    """Open an HDF5 file for reading; InputError names it if it is missing or lacks `required`."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5 file")
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise InputError(f"{path}: cannot open the HDF5 file ({error})") from error
+    missing = [name for name in required if name not in file]
+    if missing:
+        present = sorted(file.keys())
+        file.close()
+        raise InputError(f"{path}: missing dataset(s) {missing}, has {present}")
+    return file
+
+
+class VideoArrays:
+    """Read a video array file; the data handle opens lazily, once per process.
+
+    The index (ids, offsets, attributes) is read when the object is made, so errors show up
+    early; item reads open the file on first use in each process, so an instance can be handed
+    to DataLoader workers.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], name: str = "frames") -> None:
+        self.path = Path(path)
+        self.name = name
+        with _open_hdf5(self.path, [name, OFFSETS, VIDEO_IDS]) as file:
+            items = file[name]
+            self.item_shape: tuple[int, ...] = items.shape[1:]
+            self.dtype = items.dtype
+            self.offsets = file[OFFSETS][:]
+            self.video_ids: list[str] = list(file[VIDEO_IDS].asstr()[:])
+            self.attrs: dict[str, Any] = dict(file.attrs)
+            count = items.shape[0]
+        if (
+            len(self.offsets) != len(self.video_ids) + 1
+            or self.offsets[0] != 0
+            or self.offsets[-1] != count
+            or np.any(np.diff(self.offsets) < 0)
+        ):
+            raise InputError(f"{self.path}: {OFFSETS} do not index the {count} items of '{name}'")
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None, "_pid": None}
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Items per video."""
+        return np.diff(self.offsets)
+
+    @property
+    def num_videos(self) -> int:
+        """Number of videos."""
+        return len(self.video_ids)
+
+    @property
+    def num_items(self) -> int:
+        """Items of all videos together."""
+        return int(self.offsets[-1])
+
+    def _items(self) -> h5py.Dataset:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file[self.name]
+
+    def video(self, index: int) -> np.ndarray:
+        """All items of video `index`."""
+        return self._items()[self.offsets[index] : self.offsets[index + 1]]
+
+    def clip(self, index: int, start: int, length: int) -> np.ndarray:
+        """Items start .. start + length - 1 of video `index`."""
+        video_length = int(self.lengths[index])
+        if start < 0 or length < 1 or start + length > video_length:
+            raise IndexError(
+                f"clip [{start}, {start + length}) outside video {index} of {video_length} items"
+            )
+        first = int(self.offsets[index]) + start
+        return self._items()[first : first + length]
+
+    def items(self, indices: npt.ArrayLike) -> np.ndarray:
+        """Items at global `indices` (counted over all videos; any order, repeats allowed)."""
+        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(wanted) and (wanted.min() < 0 or wanted.max() >= self.num_items):
+            raise IndexError(f"item indices outside 0 .. {self.num_items - 1}")
+        unique, inverse = np.unique(wanted, return_inverse=True)
+        if len(unique) and unique[-1] - unique[0] + 1 == len(unique):
+            block = self._items()[unique[0] : unique[-1] + 1]
+        else:
+            block = self._items()[unique]
+        return block[inverse]
+
+    def close(self) -> None:
+        """Close this process's handle (reopened on the next read)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class FrameShardWriter(_AtomicHDF5Writer):
+    """Write a frame shard: the rows of one frames job and the frames of its ok videos."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], attrs: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(path, attrs)
+        self._rows: list[SourceRow] = []
+
+    def _start(self) -> None:
+        self._file.create_group(VIDEOS)
+
+    def add(self, row: SourceRow, frames: np.ndarray | None = None, fps: float = 0.0) -> None:
+        """Record a row; an ok row comes with its (T, H, W, 3) frames and their frame rate."""
+        if (row.status == "ok") != (frames is not None):
+            raise ValueError(f"video {row.video_id}: frames are needed exactly for ok rows")
+        if frames is not None:
+            data = self._file.create_dataset(f"{VIDEOS}/{row.video_id}", data=frames)
+            data.attrs["fps"] = fps
+        self._rows.append(row)
+
+    def _finish(self) -> None:
+        self._file.create_dataset(
+            MANIFEST, data=format_manifest(self._rows), dtype=h5py.string_dtype("utf-8")
+        )
+
+
+class FrameShard:
+    """Read a frame shard: its manifest rows and the frames of its ok videos."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file = _open_hdf5(self.path, [MANIFEST, VIDEOS])
+        try:
+            self.rows = parse_manifest(self._file[MANIFEST].asstr()[()], f"{self.path}:{MANIFEST}")
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __enter__(self) -> FrameShard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def frames(self, video_id: str) -> tuple[np.ndarray, float]:
+        """The frames of an ok video and their frame rate."""
+        key = f"{VIDEOS}/{video_id}"
+        if key not in self._file:
+            raise InputError(f"{self.path}: no frames for video {video_id}")
+        data = self._file[key]
+        return data[:], float(data.attrs["fps"])
