@@ -1,0 +1,84 @@
+"""Stage: center-crop the frame shards of one split and pack them into the split's dataset.
+
+Videos are written sorted by video_id, so the result does not depend on sharding. The report
+(--manifest) lists every video of the split with its final status and reason, including those
+skipped when scanning and those that failed to trim or decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+
+from lvt.data.dataset import FrameShard, VideoArraysWriter, dataset_video_id
+from lvt.data.frames import center_crop
+from lvt.data.sources import SourceRow, write_manifest
+from lvt.errors import InputError
+from lvt.stages.common import run_stage, stage_parser
+
+log = logging.getLogger(__name__)
+
+
+def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """Crop and pack --frames into --out, report to --manifest (settings: source, preprocess)."""
+    size = settings["preprocess"]["size"]
+    with ExitStack() as stack:
+        shards = [stack.enter_context(FrameShard(path)) for path in args.frames]
+        owner = {row.video_id: shard for shard in shards for row in shard.rows}
+        rows = sorted((row for shard in shards for row in shard.rows), key=lambda r: r.video_id)
+        if len(owner) != len(rows):
+            raise InputError(f"{', '.join(args.frames)}: a video appears in more than one shard")
+        usable = [row for row in rows if row.status == "ok"]
+        if not usable:
+            raise InputError(f"{', '.join(args.frames)}: no usable video left ({_summary(rows)})")
+        attrs = {"size": size, "source": settings["source"]["kind"]}
+        splits = {row.split for row in rows}
+        if len(splits) == 1:
+            attrs["split"] = splits.pop()
+        rates = []
+        with VideoArraysWriter(args.out, "frames", np.uint8, attrs, (size, size, 3)) as writer:
+            for row in usable:
+                frames, fps = owner[row.video_id].frames(row.video_id)
+                writer.add(dataset_video_id(row), center_crop(frames, size))
+                rates.append(round(fps, 3))
+            writer.attrs["fps"] = _common_rate(rates)
+    write_manifest(args.manifest, rows)
+    log.info(
+        "%s: %d videos packed; %s", args.out, len(usable), dict(Counter(r.status for r in rows))
+    )
+
+
+def _common_rate(rates: Sequence[float]) -> float:
+    """The most common frame rate (resampled or native); warns when the videos differ."""
+    counts = Counter(rates)
+    if len(counts) > 1:
+        log.warning(
+            "videos have different frame rates %s; set preprocess.fps to unify", dict(counts)
+        )
+    return counts.most_common(1)[0][0]
+
+
+def _summary(rows: Sequence[SourceRow]) -> str:
+    """Statuses and the first few reasons, for an error message."""
+    if not rows:
+        return "the shards list no video"
+    reasons = "; ".join(f"{row.video_id}: {row.reason}" for row in rows[:3])
+    return f"{len(rows)} videos, none ok: {reasons}"
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--frames", required=True, nargs="+", help="frame shards of one split")
+    parser.add_argument("--out", required=True, help="dataset to write (.h5)")
+    parser.add_argument("--manifest", required=True, help="report of the split to write (.tsv)")
+    run_stage(main, parser, argv)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,57 @@
+"""Stage: decode every trimmed clip of a shard into frames (resampled, short side resized).
+
+Writes a frame shard (lvt.data.dataset.FrameShardWriter): one uint8 (T, H, W, 3) dataset per
+decoded video, with its frame rate, and the clips manifest's rows with the status of this stage;
+a clip that cannot be decoded is recorded as `failed` and does not stop the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from lvt.data.clips import clip_path, clips_manifest
+from lvt.data.dataset import FrameShardWriter
+from lvt.data.frames import read_frames
+from lvt.data.sources import probe_video, read_manifest
+from lvt.errors import InputError
+from lvt.stages.common import run_stage, stage_parser
+
+log = logging.getLogger(__name__)
+
+
+def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """Decode the clips in --clips into --out (settings: preprocess.fps, preprocess.size)."""
+    fps, size = settings["preprocess"]["fps"], settings["preprocess"]["size"]
+    rows = read_manifest(clips_manifest(args.clips))
+    decoded = 0
+    with FrameShardWriter(args.out, {"short_side": size}) as shard:
+        for row in rows:
+            if row.status != "ok":
+                shard.add(row)
+                continue
+            clip = clip_path(args.clips, row.video_id)
+            try:
+                frames = read_frames(clip, fps, size)
+                frame_rate = fps or probe_video(clip).fps
+            except InputError as error:
+                log.warning("%s", error)
+                reason = str(error).removeprefix(f"{clip}: ")
+                shard.add(row.with_status("failed", f"frames: {reason}"))
+                continue
+            shard.add(row, frames, frame_rate)
+            decoded += 1
+    log.info("%s: decoded %d of %d clips", args.clips, decoded, len(rows))
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--clips", required=True, help="clips folder written by lvt.stages.trim")
+    parser.add_argument("--out", required=True, help="frame shard to write (.h5)")
+    run_stage(main, parser, argv)
+
+
+if __name__ == "__main__":
+    cli()

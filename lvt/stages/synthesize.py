@@ -1,0 +1,37 @@
+"""Stage: write the built-in synthetic demo videos and their source manifest."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from lvt.config import ConfigError
+from lvt.data.sources import write_manifest
+from lvt.data.synthetic import write_synthetic_videos
+from lvt.stages.common import run_stage, stage_parser
+
+
+def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """Write the videos into --out-dir and the manifest to --manifest (settings: source)."""
+    synthetic = settings["source"]["synthetic"]
+    for key in ("width", "height"):
+        if synthetic[key] % 2:
+            raise ConfigError(f"config key source.synthetic.{key}: must be even (H.264 yuv420p)")
+    if synthetic["window_start"] >= synthetic["seconds"]:
+        raise ConfigError(
+            "config key source.synthetic.window_start: must be below source.synthetic.seconds"
+        )
+    rows = write_synthetic_videos(args.out_dir, **synthetic)
+    write_manifest(args.manifest, rows)
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--out-dir", required=True, help="folder for the .mp4 files")
+    parser.add_argument("--manifest", required=True, help="source manifest to write (.tsv)")
+    run_stage(main, parser, argv)
+
+
+if __name__ == "__main__":
+    cli()
