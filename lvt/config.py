@@ -95,6 +95,11 @@ def _check_consistency(config: dict[str, Any], present: set[str]) -> None:
     source = config["source"]
     if "source" in present and source["kind"] == "local" and not source["local"]["path"]:
         raise ConfigError("config key source.local.path: required when source.kind is 'local'")
+    synthetic = source["synthetic"]
+    if "source" in present and synthetic["window_start"] >= synthetic["seconds"]:
+        raise ConfigError(
+            "config key source.synthetic.window_start: must be below source.synthetic.seconds"
+        )
 
     vq = config["vqvae"]["model"]
     if "vqvae" in present and vq["channels"] % vq["codebooks"]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from lvt.atomic import atomic_path
+from lvt.data.frames import center_crop, read_frames
+from lvt.errors import InputError
 
 PRIME_MARK = np.array([230, 60, 40], dtype=np.uint8)
 """Border colour of priming frames (given, not generated)."""
@@ -51,3 +54,37 @@ def side_by_side(*videos: np.ndarray, gap: int = 2) -> np.ndarray:
     for video in videos:
         parts += [video, spacer]
     return np.concatenate(parts[:-1], axis=2)
+
+
+def _frame_number(path: Path) -> tuple[int, str]:
+    digits = re.findall(r"\d+", path.stem)
+    return (int(digits[-1]) if digits else -1, path.name)
+
+
+def load_priming_frames(source: Path, count: int, size: int) -> np.ndarray:
+    """The first `count` frames (count, size, size, 3) uint8 of a PNG folder or a video file.
+
+    PNGs are taken in the order of the number in their names and must already be size×size
+    (as the reference's generate_videos.py required); a video is resized and center-cropped.
+    """
+    if source.is_dir():
+        paths = sorted(source.glob("*.png"), key=_frame_number)[:count]
+        frames = []
+        for path in paths:
+            try:
+                with Image.open(path) as image:
+                    frame = np.asarray(image.convert("RGB"))
+            except (OSError, UnidentifiedImageError) as error:
+                raise InputError(f"{path}: not a readable image ({error})") from error
+            if frame.shape[:2] != (size, size):
+                raise InputError(f"{path}: frame is {frame.shape[1]}x{frame.shape[0]}, "
+                                 f"the models take {size}x{size}")
+            frames.append(frame)
+        found = np.stack(frames) if frames else np.zeros((0, size, size, 3), np.uint8)
+    elif source.is_file():
+        found = center_crop(read_frames(source, None, size), size)[:count]
+    else:
+        raise InputError(f"{source}: no such file or folder")
+    if len(found) < count:
+        raise InputError(f"{source}: {len(found)} priming frame(s), {count} needed")
+    return found

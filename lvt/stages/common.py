@@ -15,13 +15,14 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lvt.atomic import atomic_path
 from lvt.config import ConfigError, load_settings
 from lvt.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 Stage = Callable[[argparse.Namespace, dict[str, Any]], None]
 
@@ -58,7 +59,12 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
 
 
 def select_device(choice: str, threads: int) -> torch.device:
-    """The torch device named by a `device` setting (auto: CUDA when present); sets CPU threads."""
+    """The torch device named by a `device` setting (auto: CUDA when present); sets CPU threads.
+
+    torch is imported here, not at module level, so that the data stages start quickly.
+    """
+    import torch
+
     torch.set_num_threads(max(1, threads))
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
