@@ -225,7 +225,7 @@ def _transformer_names(config: TransformerConfig) -> dict[str, str]:
     return names
 
 
-def _layer_value(
+def _layer_shape(
     state: Mapping[str, Tensor], stack: str, layers: int, name: str, label: str
 ) -> tuple[int, ...]:
     """Shape of a per-layer tensor, required to be the same in every layer of a stack."""
@@ -249,9 +249,9 @@ def _infer_transformer_config(
         raise ValueError(f"{label}: no attention layers found; not a VideoTransformer state dict")
     blocks = {}
     for stack, n in layers.items():
-        tables = [_layer_value(state, stack, n, f"d{axis}_bank", label) for axis in "thw"]
+        tables = [_layer_shape(state, stack, n, f"d{axis}_bank", label) for axis in "thw"]
         blocks[stack] = tuple((table[1] + 1) // 2 for table in tables)
-    heads = {_layer_value(state, stack, n, "mha.w_q", label) for stack, n in layers.items()}
+    heads = {_layer_shape(state, stack, n, "mha.w_q", label) for stack, n in layers.items()}
     if len(heads) != 1:
         raise ValueError(f"{label}: encoder and decoder attention differ in shape: {heads}")
     n_heads, model_dim, head_dim = heads.pop()

@@ -77,6 +77,28 @@ def test_full_size_parameter_counts(variant, expected):
     assert vt.count_parameters(model) == expected
 
 
+def test_initialisation_follows_the_original():
+    torch.manual_seed(0)
+    config = TransformerConfig(
+        **{**SMALL, "codebook_size": 64, "model_dim": 64, "head_dim": 16, "heads": 4},
+        kernel=(3, 1, 1),
+        stride=(4, 1, 1),
+    )
+    model = VideoTransformer(config)
+    for name, p in model.named_parameters():
+        if name.endswith("bias") or ".bias_" in name:  # biases and relative-position tables
+            assert not p.any(), name
+        elif "norm" in name:
+            assert (p == 1).all(), name
+    for linear in (m for m in model.modules() if isinstance(m, torch.nn.Linear)):
+        bound = math.sqrt(6 / (linear.in_features + linear.out_features))
+        assert linear.weight.abs().max() <= bound
+        assert linear.weight.abs().max() > 0.9 * bound
+    query = model.encoder.layers[0].attention.query  # xavier-normal on the (4, 64, 16) tensor
+    assert query.std().item() == pytest.approx(math.sqrt(2 / (64 * 16 + 4 * 16)), rel=0.05)
+    assert model.decoder.code_embeddings[0].weight.std().item() == pytest.approx(1, rel=0.1)
+
+
 # --------------------------------------------------------------------------------------------
 # Subscale slicing and training examples
 
