@@ -9,8 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from lvt.checkpoints import file_sha256, save_model
+import torch
+
+from lvt.checkpoints import file_sha256, load_model, save_model
+from lvt.config import LATENT_DOWNSAMPLING
+from lvt.generate import check_models_fit, complete_videos, decode_videos, encode_frames
+from lvt.media import load_priming_frames, mark_priming, write_gif, write_png_frames
 from lvt.original import import_transformer, import_vqvae
 
 
@@ -65,10 +71,53 @@ def add_import_original_parser(subparsers: argparse._SubParsersAction) -> None:
     transformer.set_defaults(handler=import_original_transformer)
 
 
+def sample(args: argparse.Namespace) -> int:
+    """Complete a video from its priming frames, as the reference's generate_videos.py."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    vqvae, vqvae_config = load_model(args.vqvae, "vqvae", map_location=device)
+    transformer, config = load_model(args.transformer, "transformer", map_location=device)
+    vqvae.eval()
+    transformer.eval()
+    latent = args.size // LATENT_DOWNSAMPLING
+    check_models_fit(args.vqvae, vqvae_config, args.transformer, config,
+                     (args.frames, latent, latent))
+    prime = load_priming_frames(args.prime, args.n_prime, args.size)
+    prime_codes = torch.from_numpy(encode_frames(vqvae, prime, device)).to(device)
+    prime_codes = prime_codes.permute(1, 0, 2, 3).unsqueeze(0).expand(args.samples, -1, -1, -1, -1)
+    generator = torch.Generator(device).manual_seed(args.seed)
+    codes = complete_videos(transformer, prime_codes, args.frames, args.temperature, generator)
+    for k, video in enumerate(decode_videos(vqvae, codes, device)):
+        write_png_frames(video, args.output / f"sample_{k}")
+        write_gif(mark_priming(video, args.n_prime), args.output / f"sample_{k}.gif", args.fps)
+    print(f"wrote {args.samples} sample(s) of {args.frames} frames to {args.output}")
+    return 0
+
+
+def add_sample_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sample", help="complete a video from priming frames (a PNG folder or a video file)"
+    )
+    parser.add_argument("--vqvae", type=Path, required=True, help="our VQ-VAE model file")
+    parser.add_argument("--transformer", type=Path, required=True,
+                        help="our transformer model file")
+    parser.add_argument("--prime", type=Path, required=True,
+                        help="folder of PNG frames (0.png, 1.png, ...) or a video file")
+    parser.add_argument("--n-prime", type=int, default=1, help="priming frames (BAIR 1, K600 5)")
+    parser.add_argument("--frames", type=int, default=16, help="length of the completed video")
+    parser.add_argument("--samples", type=int, default=1, help="completions to draw")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=64, help="frame size the models take")
+    parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the GIFs")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder to write")
+    parser.set_defaults(handler=sample)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lvt", description="Latent Video Transformer tools")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_import_original_parser(subparsers)
+    add_sample_parser(subparsers)
     return parser
 
 

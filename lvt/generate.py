@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from lvt.data.dataset import VideoArrays
+from lvt.errors import InputError
 from lvt.images import frames_to_images, images_to_frames
-from lvt.models.transformer import VideoTransformer
-from lvt.models.vqvae import VQVAE
+from lvt.models.transformer import TransformerConfig, VideoTransformer
+from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.sampling import sample_codes
 
 
@@ -56,3 +59,34 @@ def videos_long_enough(arrays: VideoArrays, frames: int, limit: int | None) -> l
     """Indices of the videos with at least `frames` frames; the first `limit` (None: all)."""
     eligible = [index for index, length in enumerate(arrays.lengths) if length >= frames]
     return eligible[:limit] if limit else eligible
+
+
+def check_models_fit(
+    vqvae_file: Path,
+    vqvae_config: VQVAEConfig,
+    transformer_file: Path,
+    transformer_config: TransformerConfig,
+    grid: tuple[int, int, int],
+) -> None:
+    """Fail, naming the files, unless the transformer models this VQ-VAE's codes on `grid`.
+
+    `grid` is the code video's (frames, height, width); the subscale stride must divide it and
+    the attention blocks must tile each slice.
+    """
+    if (vqvae_config.codebooks, vqvae_config.codebook_size) != (
+        transformer_config.codebooks, transformer_config.codebook_size
+    ):
+        raise InputError(
+            f"{transformer_file} models {transformer_config.codebooks} codebooks of "
+            f"{transformer_config.codebook_size} codes, but {vqvae_file} has "
+            f"{vqvae_config.codebooks} of {vqvae_config.codebook_size}"
+        )
+    stride = transformer_config.stride
+    if any(extent % step for extent, step in zip(grid, stride, strict=True)):
+        raise InputError(f"{transformer_file}: its stride {tuple(stride)} does not divide the "
+                         f"code grid {grid} (frames, height, width)")
+    slice_grid = [extent // step for extent, step in zip(grid, stride, strict=True)]
+    for block in (transformer_config.encoder_block, transformer_config.decoder_block):
+        if any(extent % size for extent, size in zip(slice_grid, block, strict=True)):
+            raise InputError(f"{transformer_file}: its attention block {tuple(block)} does not "
+                             f"tile the slice grid {tuple(slice_grid)} of the code grid {grid}")

@@ -20,7 +20,12 @@ from lvt.atomic import atomic_path, write_json
 from lvt.checkpoints import file_sha256, load_model
 from lvt.config import ConfigError
 from lvt.data.dataset import VideoArrays
-from lvt.generate import complete_videos, decode_videos, videos_long_enough
+from lvt.generate import (
+    check_models_fit,
+    complete_videos,
+    decode_videos,
+    videos_long_enough,
+)
 from lvt.media import mark_priming, side_by_side, write_gif, write_png_frames
 from lvt.stages.common import add_threads_option, run_stage, select_device, stage_parser
 
@@ -35,16 +40,13 @@ def safe_name(video_id: str) -> str:
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     options = settings["sample"]
     device = select_device("auto", args.threads)
-    vqvae, _ = load_model(args.vqvae, "vqvae", map_location=device)
+    vqvae, vqvae_config = load_model(args.vqvae, "vqvae", map_location=device)
     transformer, config = load_model(args.transformer, "transformer", map_location=device)
     vqvae.eval()
     transformer.eval()
-    if options["frames"] % config.stride[0]:
-        raise ConfigError(
-            f"config key sample.frames: {options['frames']} is not a multiple of the temporal "
-            f"stride {config.stride[0]} of {args.transformer}"
-        )
     codes = VideoArrays(args.codes, "codes")
+    check_models_fit(args.vqvae, vqvae_config, args.transformer, config,
+                     (options["frames"], *codes.item_shape[1:]))
     frames = VideoArrays(args.dataset, "frames")
     videos = videos_long_enough(codes, options["frames"], options["videos"])
     if not videos:

@@ -64,7 +64,8 @@ class TransformerTraining:
     def step(self) -> dict[str, float]:
         clips = self.clips()
         slices = transformer.random_slices(
-            self.batch_size, self.model.config.stride, self.n_prime, self.generator
+            self.batch_size, self.model.config.stride, self.n_prime, self.generator,
+            frames=self.clip_frames,
         )
         context, target, ignore, index = transformer.training_batch(
             clips, slices, self.model.config, self.n_prime

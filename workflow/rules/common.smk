@@ -13,7 +13,6 @@ ENV = "../../envs/lvt.yaml"
 
 
 wildcard_constraints:
-    run=r"[A-Za-z0-9_.-]+",
     split="train|test",
     shard=r"\d+",
 
@@ -26,11 +25,20 @@ def settings(*sections):
 def frame_shards(wildcards):
     """Every frames shard of one split."""
     return expand(
-        "results/{run}/frames/{split}/shard{shard}.h5",
-        run=wildcards.run,
+        f"results/{RUN}/frames/{{split}}/shard{{shard}}.h5",
         split=wildcards.split,
         shard=SHARDS,
     )
+
+
+def every_shard(pattern):
+    """`pattern` for every split and shard: what a sharded stage's target rule collects."""
+    return expand(pattern, split=SPLITS, shard=SHARDS)
+
+
+def every_split(pattern):
+    """`pattern` for both splits."""
+    return expand(pattern, split=SPLITS)
 
 
 def final_outputs():

@@ -4,19 +4,19 @@
 rule evaluate:
     """Reconstruction PSNR, bits per code against the codes' unigram entropy, sample summary."""
     input:
-        vqvae="results/{run}/vqvae/model.pt",
-        transformer="results/{run}/transformer/model.pt",
-        codes="results/{run}/codes/test.h5",
-        dataset="results/{run}/data/test.h5",
-        samples="results/{run}/samples",
+        vqvae=f"results/{RUN}/vqvae/model.pt",
+        transformer=f"results/{RUN}/transformer/model.pt",
+        codes=f"results/{RUN}/codes/test.h5",
+        dataset=f"results/{RUN}/data/test.h5",
+        samples=f"results/{RUN}/samples",
     output:
-        metrics="results/{run}/evaluation/metrics.json",
+        metrics=f"results/{RUN}/evaluation/metrics.json",
     params:
         settings=settings("evaluate", "transformer"),
     log:
-        "results/{run}/logs/evaluate.log",
+        f"results/{RUN}/logs/evaluate.log",
     benchmark:
-        "results/{run}/benchmarks/evaluate.tsv"
+        f"results/{RUN}/benchmarks/evaluate.tsv"
     threads: 2
     resources:
         mem_mb=8000,

@@ -1,18 +1,41 @@
 # trim -> frames -> crop. Sharded per split; full-resolution intermediates are temporary.
+# Snakemake cannot target a rule with wildcards, so each stage's jobs are `<stage>_shard` or
+# `<stage>_split`, and the rule named after the stage collects all of them: `snakemake crop`.
 
 
 rule trim:
+    """Target: every trim job."""
+    input:
+        every_shard(f"results/{RUN}/clips/{{split}}/shard{{shard}}"),
+    localrule: True
+
+
+rule frames:
+    """Target: every frames job."""
+    input:
+        every_shard(f"results/{RUN}/frames/{{split}}/shard{{shard}}.h5"),
+    localrule: True
+
+
+rule crop:
+    """Target: both packed splits."""
+    input:
+        every_split(f"results/{RUN}/data/{{split}}.h5"),
+    localrule: True
+
+
+rule trim_shard:
     """Cut each video of one shard to its time window (ffmpeg, frame-accurate)."""
     input:
-        manifest="results/{run}/sources/manifest.tsv",
+        manifest=f"results/{RUN}/sources/manifest.tsv",
     output:
-        clips=temp(directory("results/{run}/clips/{split}/shard{shard}")),
+        clips=temp(directory(f"results/{RUN}/clips/{{split}}/shard{{shard}}")),
     params:
         settings=settings("source", "preprocess"),
     log:
-        "results/{run}/logs/trim/{split}-{shard}.log",
+        f"results/{RUN}/logs/trim/{{split}}-{{shard}}.log",
     benchmark:
-        "results/{run}/benchmarks/trim/{split}-{shard}.tsv"
+        f"results/{RUN}/benchmarks/trim/{{split}}-{{shard}}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -23,18 +46,18 @@ rule trim:
         " --split {wildcards.split} --shard {wildcards.shard} --out-dir {output.clips} > {log} 2>&1"
 
 
-rule frames:
+rule frames_shard:
     """Decode one shard's clips (optional fps resampling) and resize the short side."""
     input:
-        clips="results/{run}/clips/{split}/shard{shard}",
+        clips=f"results/{RUN}/clips/{{split}}/shard{{shard}}",
     output:
-        frames=temp("results/{run}/frames/{split}/shard{shard}.h5"),
+        frames=temp(f"results/{RUN}/frames/{{split}}/shard{{shard}}.h5"),
     params:
         settings=settings("source", "preprocess"),
     log:
-        "results/{run}/logs/frames/{split}-{shard}.log",
+        f"results/{RUN}/logs/frames/{{split}}-{{shard}}.log",
     benchmark:
-        "results/{run}/benchmarks/frames/{split}-{shard}.tsv"
+        f"results/{RUN}/benchmarks/frames/{{split}}-{{shard}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -45,19 +68,19 @@ rule frames:
         " --out {output.frames} > {log} 2>&1"
 
 
-rule crop:
+rule crop_split:
     """Center-crop every frame of a split and pack the split into one HDF5 dataset."""
     input:
         frames=frame_shards,
     output:
-        dataset="results/{run}/data/{split}.h5",
-        manifest="results/{run}/data/{split}.tsv",
+        dataset=f"results/{RUN}/data/{{split}}.h5",
+        manifest=f"results/{RUN}/data/{{split}}.tsv",
     params:
         settings=settings("source", "preprocess"),
     log:
-        "results/{run}/logs/crop/{split}.log",
+        f"results/{RUN}/logs/crop/{{split}}.log",
     benchmark:
-        "results/{run}/benchmarks/crop/{split}.tsv"
+        f"results/{RUN}/benchmarks/crop/{{split}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -4,18 +4,18 @@
 rule sample:
     """Sample the frames after the priming ones; write PNGs, GIFs and the sampled codes."""
     input:
-        vqvae="results/{run}/vqvae/model.pt",
-        transformer="results/{run}/transformer/model.pt",
-        codes="results/{run}/codes/test.h5",
-        dataset="results/{run}/data/test.h5",
+        vqvae=f"results/{RUN}/vqvae/model.pt",
+        transformer=f"results/{RUN}/transformer/model.pt",
+        codes=f"results/{RUN}/codes/test.h5",
+        dataset=f"results/{RUN}/data/test.h5",
     output:
-        samples=directory("results/{run}/samples"),
+        samples=directory(f"results/{RUN}/samples"),
     params:
         settings=settings("sample"),
     log:
-        "results/{run}/logs/sample.log",
+        f"results/{RUN}/logs/sample.log",
     benchmark:
-        "results/{run}/benchmarks/sample.tsv"
+        f"results/{RUN}/benchmarks/sample.tsv"
     threads: 2
     resources:
         mem_mb=8000,

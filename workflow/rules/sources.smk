@@ -5,14 +5,14 @@ if config["source"]["kind"] == "synthetic":
     rule synthesize:
         """Write the built-in demo videos (seeded moving shapes, H.264) and their manifest."""
         output:
-            videos=directory("results/{run}/sources/videos"),
-            manifest="results/{run}/sources/manifest.tsv",
+            videos=directory(f"results/{RUN}/sources/videos"),
+            manifest=f"results/{RUN}/sources/manifest.tsv",
         params:
             settings=settings("source", "preprocess"),
         log:
-            "results/{run}/logs/synthesize.log",
+            f"results/{RUN}/logs/synthesize.log",
         benchmark:
-            "results/{run}/benchmarks/synthesize.tsv"
+            f"results/{RUN}/benchmarks/synthesize.tsv"
         threads: 1
         resources:
             mem_mb=1000,
@@ -27,13 +27,13 @@ else:
     rule scan_local:
         """List the user's videos, probe each one, and draw the seeded train/test split."""
         output:
-            manifest="results/{run}/sources/manifest.tsv",
+            manifest=f"results/{RUN}/sources/manifest.tsv",
         params:
             settings=settings("source", "preprocess"),
         log:
-            "results/{run}/logs/scan_local.log",
+            f"results/{RUN}/logs/scan_local.log",
         benchmark:
-            "results/{run}/benchmarks/scan_local.tsv"
+            f"results/{RUN}/benchmarks/scan_local.tsv"
         threads: 1
         resources:
             mem_mb=1000,

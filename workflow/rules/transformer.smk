@@ -4,17 +4,17 @@
 rule train_transformer:
     """Train the transformer on random clips and slices; resumes from results/<run>/train_state."""
     input:
-        codes="results/{run}/codes/train.h5",
+        codes=f"results/{RUN}/codes/train.h5",
     output:
-        model="results/{run}/transformer/model.pt",
-        metrics="results/{run}/transformer/metrics.csv",
+        model=f"results/{RUN}/transformer/model.pt",
+        metrics=f"results/{RUN}/transformer/metrics.csv",
     params:
         settings=settings("transformer", "vqvae", "preprocess"),
-        state="results/{run}/train_state/transformer",
+        state=f"results/{RUN}/train_state/transformer",
     log:
-        "results/{run}/logs/train_transformer.log",
+        f"results/{RUN}/logs/train_transformer.log",
     benchmark:
-        "results/{run}/benchmarks/train_transformer.tsv"
+        f"results/{RUN}/benchmarks/train_transformer.tsv"
     threads: 4
     resources:
         mem_mb=16000,

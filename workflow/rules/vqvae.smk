@@ -4,17 +4,17 @@
 rule train_vqvae:
     """Train the VQ-VAE on single frames; resumes from results/<run>/train_state/vqvae."""
     input:
-        dataset="results/{run}/data/train.h5",
+        dataset=f"results/{RUN}/data/train.h5",
     output:
-        model="results/{run}/vqvae/model.pt",
-        metrics="results/{run}/vqvae/metrics.csv",
+        model=f"results/{RUN}/vqvae/model.pt",
+        metrics=f"results/{RUN}/vqvae/metrics.csv",
     params:
         settings=settings("vqvae", "preprocess"),
-        state="results/{run}/train_state/vqvae",
+        state=f"results/{RUN}/train_state/vqvae",
     log:
-        "results/{run}/logs/train_vqvae.log",
+        f"results/{RUN}/logs/train_vqvae.log",
     benchmark:
-        "results/{run}/benchmarks/train_vqvae.tsv"
+        f"results/{RUN}/benchmarks/train_vqvae.tsv"
     threads: 4
     resources:
         mem_mb=8000,
@@ -28,16 +28,23 @@ rule train_vqvae:
 
 
 rule extract_codes:
+    """Target: the codes of both splits."""
+    input:
+        every_split(f"results/{RUN}/codes/{{split}}.h5"),
+    localrule: True
+
+
+rule extract_codes_split:
     """Encode ALL frames of every video of a split (the reference kept only the first 16)."""
     input:
-        model="results/{run}/vqvae/model.pt",
-        dataset="results/{run}/data/{split}.h5",
+        model=f"results/{RUN}/vqvae/model.pt",
+        dataset=f"results/{RUN}/data/{{split}}.h5",
     output:
-        codes="results/{run}/codes/{split}.h5",
+        codes=f"results/{RUN}/codes/{{split}}.h5",
     log:
-        "results/{run}/logs/extract_codes/{split}.log",
+        f"results/{RUN}/logs/extract_codes/{{split}}.log",
     benchmark:
-        "results/{run}/benchmarks/extract_codes/{split}.tsv"
+        f"results/{RUN}/benchmarks/extract_codes/{{split}}.tsv"
     threads: 2
     resources:
         mem_mb=4000,

@@ -1,0 +1,189 @@
+"""The real Snakemake workflow, run in a temporary directory on a tiny configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lvt.checkpoints import file_sha256
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = "tiny"
+TINY = {
+    "run": RUN,
+    "source": {"synthetic": {"train_videos": 3, "test_videos": 2, "seconds": 1.5,
+                             "window_start": 0.2, "window_seconds": 1.0, "width": 80,
+                             "height": 64}},
+    "vqvae": {"model": {"channels": 16, "residual_channels": 8, "residual_blocks": 1,
+                        "codebook_size": 16},
+              "train": {"steps": 20, "batch_size": 8, "checkpoint_every": 10, "log_every": 5}},
+    "transformer": {"model": {"embedding_dim": 8, "model_dim": 16, "head_dim": 4, "heads": 2,
+                              "encoder_layers": 1, "decoder_layers": 1},
+                    "train": {"steps": 10, "batch_size": 2, "checkpoint_every": 5,
+                              "log_every": 5}},
+    "sample": {"videos": 1, "samples_per_video": 2, "batch_size": 2},
+}
+RULES = ["synthesize", "trim", "frames", "crop", "train_vqvae", "extract_codes",
+         "train_transformer", "sample", "evaluate"]
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake as a user would, with this interpreter's bin folder first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args],
+                            cwd=workdir, env=env, capture_output=True, text=True)
+    if check and result.returncode:
+        raise AssertionError(f"snakemake {args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_workflow(target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, target / name)
+    for name in ("workflow", "envs"):
+        shutil.copytree(ROOT / name, target / name)
+    return target
+
+
+def write_config(path: Path, config: dict) -> str:
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def planned_jobs(workdir: Path, configfile: str) -> set[str]:
+    """Rules a dry run would execute."""
+    result = snakemake(workdir, "-n", "--configfile", configfile)
+    jobs = {line.split()[1].rstrip(":") for line in result.stdout.splitlines()
+            if line.startswith(("rule ", "localrule "))}
+    return jobs - {"all"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    snakemake(workdir, "--configfile", write_config(workdir / "tiny.yaml", TINY))
+    return workdir
+
+
+def test_every_stage_writes_its_outputs(finished_run: Path) -> None:
+    results = finished_run / "results" / RUN
+    with h5py.File(results / "data" / "test.h5") as frames, \
+            h5py.File(results / "codes" / "test.h5") as codes:
+        assert frames["frames"].shape[1:] == (64, 64, 3)
+        assert frames["frames"].chunks == (1, 64, 64, 3)
+        assert len(frames["video_ids"]) == 2
+        assert codes["codes"].dtype == np.uint16
+        # every frame is encoded, not just the first 16 as in the reference
+        assert codes["codes"].shape == (frames["frames"].shape[0], 4, 16, 16)
+        np.testing.assert_array_equal(codes["offsets"][:], frames["offsets"][:])
+        assert codes.attrs["vqvae_sha256"] == file_sha256(results / "vqvae" / "model.pt")
+
+    metrics = json.loads((results / "evaluation" / "metrics.json").read_text())
+    assert metrics["vqvae"]["test_reconstruction"]["frames"] == frames_count(results)
+    bits = metrics["transformer"]["test_bits"]
+    assert bits["bits_per_code"] > 0 and 0 < bits["unigram_entropy_bits"] <= 4
+    assert bits["codes_scored"] == 2 * 4 * 15 * 16 * 16
+
+    index = json.loads((results / "samples" / "index.json").read_text())
+    assert len(index["samples"]) == 2
+    for entry in index["samples"]:
+        assert len(list((results / "samples" / entry["frames"]).glob("*.png"))) == 16
+        assert (results / "samples" / entry["gif"]).stat().st_size > 0
+    with h5py.File(results / "samples" / "samples.h5") as samples:
+        assert samples["codes"].shape == (2, 16, 4, 16, 16)
+
+    for rule in RULES:
+        assert list((results / "logs").rglob(f"{rule}*")), f"no log for {rule}"
+        assert list((results / "benchmarks").rglob(f"{rule}*")), f"no benchmark for {rule}"
+    assert not (results / "clips").exists() or not any((results / "clips").rglob("*.mp4"))
+    assert not any((results / "frames").rglob("*.h5")), "temporary frame shards were kept"
+    for model in ("vqvae", "transformer"):
+        loaded = torch.load(results / model / "model.pt", weights_only=True)
+        assert loaded["kind"] == model
+
+
+def frames_count(results: Path) -> int:
+    with h5py.File(results / "data" / "test.h5") as frames:
+        return frames["frames"].shape[0]
+
+
+def changed(section: str, group: str | None, key: str, value: object) -> dict:
+    config = json.loads(json.dumps(TINY))
+    target = config.setdefault(section, {})
+    if group:
+        target = target.setdefault(group, {})
+    target[key] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (changed("sample", None, "temperature", 0.9), {"sample", "evaluate"}),
+        (changed("evaluate", None, "n_prime", 2), {"evaluate"}),
+        (changed("transformer", "train", "lr", 1e-3),
+         {"train_transformer", "sample", "evaluate"}),
+        (changed("vqvae", "train", "lr", 1e-3),
+         {"train_vqvae", "extract_codes", "train_transformer", "sample", "evaluate"}),
+    ],
+)
+def test_a_setting_reruns_exactly_the_stages_using_it(
+    finished_run: Path, change: dict, expected: set[str]
+) -> None:
+    configfile = write_config(finished_run / "change.yaml", change)
+    assert planned_jobs(finished_run, configfile) == expected
+    assert planned_jobs(finished_run, "tiny.yaml") == set()
+
+
+def training_processes(workdir: Path) -> list[int]:
+    """PIDs of VQ-VAE training jobs running in `workdir`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "lvt.stages.train_vqvae" in cmdline and (proc / "cwd").resolve() == workdir:
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def test_sigkill_during_training_then_rerun_resumes(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path / "workflow").resolve()
+    config = changed("vqvae", "train", "steps", 3000)
+    config["vqvae"]["train"]["checkpoint_every"] = 25
+    configfile = write_config(workdir / "long.yaml", config)
+    target = f"results/{RUN}/vqvae/model.pt"
+    checkpoint = workdir / "results" / RUN / "train_state" / "vqvae" / "checkpoint.pt"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    first = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
+                              configfile, target], cwd=workdir, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert checkpoint.exists(), "training never wrote a checkpoint"
+    for pid in training_processes(workdir):
+        os.kill(pid, signal.SIGKILL)
+    assert first.wait(timeout=60) != 0
+    assert not (workdir / target).exists()
+
+    snakemake(workdir, "--configfile", configfile, target)
+    log = (workdir / "results" / RUN / "logs" / "train_vqvae.log").read_text()
+    assert "resuming from" in log and "at step" in log
+    assert (workdir / target).exists()
