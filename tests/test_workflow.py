@@ -136,10 +136,10 @@ def changed(section: str, group: str | None, key: str, value: object) -> dict:
     [
         (changed("sample", None, "temperature", 0.9), {"sample", "evaluate"}),
         (changed("evaluate", None, "n_prime", 2), {"evaluate"}),
-        (changed("transformer", "train", "lr", 1e-3),
+        (changed("transformer", "train", "lr", 2e-3),
          {"train_transformer", "sample", "evaluate"}),
-        (changed("vqvae", "train", "lr", 1e-3),
-         {"train_vqvae", "extract_codes", "train_transformer", "sample", "evaluate"}),
+        (changed("vqvae", "train", "lr", 2e-3),
+         {"train_vqvae", "extract_codes_split", "train_transformer", "sample", "evaluate"}),
     ],
 )
 def test_a_setting_reruns_exactly_the_stages_using_it(
@@ -171,8 +171,9 @@ def test_sigkill_during_training_then_rerun_resumes(tmp_path: Path) -> None:
     target = f"results/{RUN}/vqvae/model.pt"
     checkpoint = workdir / "results" / RUN / "train_state" / "vqvae" / "checkpoint.pt"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    first = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
-                              configfile, target], cwd=workdir, env=env,
+    # the target goes before --configfile, which takes every following word as a config file
+    first = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", target,
+                              "--configfile", configfile], cwd=workdir, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not checkpoint.exists() and time.monotonic() < deadline:
@@ -183,7 +184,7 @@ def test_sigkill_during_training_then_rerun_resumes(tmp_path: Path) -> None:
     assert first.wait(timeout=60) != 0
     assert not (workdir / target).exists()
 
-    snakemake(workdir, "--configfile", configfile, target)
+    snakemake(workdir, target, "--configfile", configfile)
     log = (workdir / "results" / RUN / "logs" / "train_vqvae.log").read_text()
     assert "resuming from" in log and "at step" in log
     assert (workdir / target).exists()
