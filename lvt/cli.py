@@ -13,9 +13,15 @@ from pathlib import Path
 
 import torch
 
-from lvt.checkpoints import file_sha256, load_model, save_model
+from lvt.checkpoints import file_sha256, save_model
 from lvt.config import LATENT_DOWNSAMPLING
-from lvt.generate import check_models_fit, complete_videos, decode_videos, encode_frames
+from lvt.generate import (
+    check_models_fit,
+    complete_videos,
+    decode_videos,
+    encode_frames,
+    load_trained_models,
+)
 from lvt.media import load_priming_frames, mark_priming, write_gif, write_png_frames
 from lvt.original import import_transformer, import_vqvae
 
@@ -74,19 +80,17 @@ def add_import_original_parser(subparsers: argparse._SubParsersAction) -> None:
 def sample(args: argparse.Namespace) -> int:
     """Complete a video from its priming frames, as the reference's generate_videos.py."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    vqvae, vqvae_config = load_model(args.vqvae, "vqvae", map_location=device)
-    transformer, config = load_model(args.transformer, "transformer", map_location=device)
-    vqvae.eval()
-    transformer.eval()
+    models = load_trained_models(args.vqvae, args.transformer, device)
     latent = args.size // LATENT_DOWNSAMPLING
-    check_models_fit(args.vqvae, vqvae_config, args.transformer, config,
+    check_models_fit(args.vqvae, models.vqvae_config, args.transformer, models.transformer_config,
                      (args.frames, latent, latent))
     prime = load_priming_frames(args.prime, args.n_prime, args.size)
-    prime_codes = torch.from_numpy(encode_frames(vqvae, prime, device)).to(device)
+    prime_codes = torch.from_numpy(encode_frames(models.vqvae, prime, device)).to(device)
     prime_codes = prime_codes.permute(1, 0, 2, 3).unsqueeze(0).expand(args.samples, -1, -1, -1, -1)
     generator = torch.Generator(device).manual_seed(args.seed)
-    codes = complete_videos(transformer, prime_codes, args.frames, args.temperature, generator)
-    for k, video in enumerate(decode_videos(vqvae, codes, device)):
+    codes = complete_videos(models.transformer, prime_codes, args.frames, args.temperature,
+                            generator)
+    for k, video in enumerate(decode_videos(models.vqvae, codes, device)):
         write_png_frames(video, args.output / f"sample_{k}")
         write_gif(mark_priming(video, args.n_prime), args.output / f"sample_{k}.gif", args.fps)
     print(f"wrote {args.samples} sample(s) of {args.frames} frames to {args.output}")

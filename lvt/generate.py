@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lvt.checkpoints import load_model
 from lvt.data.dataset import VideoArrays
 from lvt.errors import InputError
 from lvt.images import frames_to_images, images_to_frames
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.sampling import sample_codes
+
+
+@dataclass(frozen=True)
+class TrainedModels:
+    """A VQ-VAE and a transformer over its codes, in eval mode, with their configs."""
+
+    vqvae: VQVAE
+    vqvae_config: VQVAEConfig
+    transformer: VideoTransformer
+    transformer_config: TransformerConfig
+
+
+def load_trained_models(
+    vqvae_file: Path, transformer_file: Path, device: torch.device
+) -> TrainedModels:
+    """Load both model files for inference; errors name the file that is wrong."""
+    vqvae, vqvae_config = load_model(vqvae_file, "vqvae", map_location=device)
+    transformer, transformer_config = load_model(transformer_file, "transformer",
+                                                 map_location=device)
+    return TrainedModels(vqvae.eval(), vqvae_config, transformer.eval(), transformer_config)
 
 
 @torch.no_grad()

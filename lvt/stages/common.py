@@ -8,16 +8,11 @@ or key and exit status 2; any other exception keeps its traceback (exit status 1
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
-import shutil
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lvt.atomic import atomic_path
 from lvt.config import ConfigError, load_settings
 from lvt.errors import InputError
 
@@ -72,32 +67,3 @@ def select_device(choice: str, threads: int) -> torch.device:
         raise ConfigError("config key device: 'cuda' was asked for but no CUDA device is present")
     return torch.device(choice)
 
-
-def fingerprint(settings: dict[str, Any], *inputs: Path) -> str:
-    """Identify a training run by its settings and the identity (size, mtime) of its input files.
-
-    A resumable checkpoint is only reused by a run with the same fingerprint.
-    """
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for path in inputs:
-        stat = path.stat()
-        digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
-
-
-def publish(source: Path, target: Path) -> None:
-    """Copy `source` to a declared output atomically."""
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
-
-
-def training_parser(description: str, data_option: str, data_help: str) -> argparse.ArgumentParser:
-    """The arguments both training stages take: their data, state folder and outputs."""
-    parser = stage_parser(description)
-    parser.add_argument(data_option, type=Path, required=True, help=data_help)
-    parser.add_argument("--state-dir", type=Path, required=True,
-                        help="resumable checkpoints (kept outside the rule's outputs)")
-    parser.add_argument("--model", type=Path, required=True, help="trained model file")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics CSV")
-    add_threads_option(parser)
-    return parser

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from lvt.atomic import write_json
-from lvt.checkpoints import file_sha256, load_model
+from lvt.checkpoints import file_sha256
 from lvt.data.dataset import VideoArrays
 from lvt.evaluation import bits_per_code, reconstruction_psnr
-from lvt.generate import videos_long_enough
+from lvt.generate import load_trained_models, videos_long_enough
 from lvt.stages.common import add_threads_option, run_stage, select_device, stage_parser
 
 log = logging.getLogger("lvt.stages.evaluate")
@@ -21,17 +21,14 @@ log = logging.getLogger("lvt.stages.evaluate")
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     options = settings["evaluate"]
     device = select_device("auto", args.threads)
-    vqvae, _ = load_model(args.vqvae, "vqvae", map_location=device)
-    transformer, _ = load_model(args.transformer, "transformer", map_location=device)
-    vqvae.eval()
-    transformer.eval()
+    models = load_trained_models(args.vqvae, args.transformer, device)
     frames = VideoArrays(args.dataset, "frames")
     codes = VideoArrays(args.codes, "codes")
-    reconstruction = reconstruction_psnr(vqvae, frames, codes, device)
+    reconstruction = reconstruction_psnr(models.vqvae, frames, codes, device)
     log.info("VQ-VAE reconstruction PSNR %.2f dB over %d test frames",
              reconstruction["psnr_db"], reconstruction["frames"])
     videos = videos_long_enough(codes, options["frames"], options["bits_videos"])
-    bits = bits_per_code(transformer, codes, options["frames"], options["n_prime"], videos,
+    bits = bits_per_code(models.transformer, codes, options["frames"], options["n_prime"], videos,
                          device, options["batch_size"])
     log.info("bits per code %.4f; unigram entropy %.4f bits (ratio %.3f)",
              bits["bits_per_code"], bits["unigram_entropy_bits"], bits["bits_to_unigram_ratio"])

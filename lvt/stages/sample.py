@@ -17,13 +17,14 @@ import numpy as np
 import torch
 
 from lvt.atomic import atomic_path, write_json
-from lvt.checkpoints import file_sha256, load_model
+from lvt.checkpoints import file_sha256
 from lvt.config import ConfigError
 from lvt.data.dataset import VideoArrays
 from lvt.generate import (
     check_models_fit,
     complete_videos,
     decode_videos,
+    load_trained_models,
     videos_long_enough,
 )
 from lvt.media import mark_priming, side_by_side, write_gif, write_png_frames
@@ -40,12 +41,9 @@ def safe_name(video_id: str) -> str:
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     options = settings["sample"]
     device = select_device("auto", args.threads)
-    vqvae, vqvae_config = load_model(args.vqvae, "vqvae", map_location=device)
-    transformer, config = load_model(args.transformer, "transformer", map_location=device)
-    vqvae.eval()
-    transformer.eval()
+    models = load_trained_models(args.vqvae, args.transformer, device)
     codes = VideoArrays(args.codes, "codes")
-    check_models_fit(args.vqvae, vqvae_config, args.transformer, config,
+    check_models_fit(args.vqvae, models.vqvae_config, args.transformer, models.transformer_config,
                      (options["frames"], *codes.item_shape[1:]))
     frames = VideoArrays(args.dataset, "frames")
     videos = videos_long_enough(codes, options["frames"], options["videos"])
@@ -63,9 +61,9 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             prime = torch.from_numpy(np.stack(
                 [codes.clip(video, 0, n_prime) for video, _ in batch]).astype(np.int64))
             log.info("sampling %d of %d videos", start + len(batch), len(jobs))
-            sample = complete_videos(transformer, prime.permute(0, 2, 1, 3, 4).to(device),
+            sample = complete_videos(models.transformer, prime.permute(0, 2, 1, 3, 4).to(device),
                                      options["frames"], options["temperature"], generator)
-            decoded = decode_videos(vqvae, sample, device)
+            decoded = decode_videos(models.vqvae, sample, device)
             for (video, k), codes_k, video_k in zip(batch, sample.cpu(), decoded, strict=True):
                 name = f"{safe_name(codes.video_ids[video])}/sample_{k}"
                 real = frames.clip(video, 0, options["frames"])

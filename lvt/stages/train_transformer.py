@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from lvt.checkpoints import save_model
 from lvt.data.dataset import VideoArrays
 from lvt.models.transformer import TransformerConfig, VideoTransformer, optimizer
-from lvt.stages.common import fingerprint, publish, run_stage, select_device, training_parser
-from lvt.training.loop import LoopSettings, train
+from lvt.stages.common import run_stage, select_device
+from lvt.stages.train_common import fingerprint, train_and_publish, training_parser
+from lvt.training.loop import LoopSettings
 from lvt.training.transformer import TransformerTraining
 
 log = logging.getLogger("lvt.stages.train_transformer")
@@ -35,13 +35,10 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     task = TransformerTraining(model, codes, train_settings["clip_frames"],
                                train_settings["n_prime"], train_settings["batch_size"],
                                rmsprop, train_settings["seed"], device)
-    metrics = train(task, LoopSettings.from_settings(train_settings), args.state_dir,
-                    fingerprint(settings, args.codes), log)
-    sha = save_model(args.model, "transformer", config, model,
-                     extra={"steps": train_settings["steps"], "codes": str(args.codes),
-                            "vqvae_sha256": codes.attrs.get("vqvae_sha256", "")})
-    publish(metrics, args.metrics)
-    log.info("wrote %s (sha256 %s)", args.model, sha)
+    train_and_publish(args, task, LoopSettings.from_settings(train_settings),
+                      fingerprint(settings, args.codes), "transformer", config, model,
+                      {"codes": str(args.codes),
+                       "vqvae_sha256": codes.attrs.get("vqvae_sha256", "")})
 
 
 def cli() -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from lvt.checkpoints import save_model
 from lvt.data.dataset import VideoArrays
 from lvt.models.vqvae import VQVAE, VQVAEConfig
-from lvt.stages.common import fingerprint, publish, run_stage, select_device, training_parser
-from lvt.training.loop import LoopSettings, train
+from lvt.stages.common import run_stage, select_device
+from lvt.stages.train_common import fingerprint, train_and_publish, training_parser
+from lvt.training.loop import LoopSettings
 from lvt.training.vqvae import VQVAETraining
 
 log = logging.getLogger("lvt.stages.train_vqvae")
@@ -29,12 +29,9 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
              frames.num_items, frames.num_videos, args.dataset, device)
     task = VQVAETraining(model, frames, train_settings["batch_size"], train_settings["lr"],
                          tuple(train_settings["betas"]), train_settings["seed"], device)
-    metrics = train(task, LoopSettings.from_settings(train_settings), args.state_dir,
-                    fingerprint(settings, args.dataset), log)
-    sha = save_model(args.model, "vqvae", config, model,
-                     extra={"steps": train_settings["steps"], "dataset": str(args.dataset)})
-    publish(metrics, args.metrics)
-    log.info("wrote %s (sha256 %s)", args.model, sha)
+    train_and_publish(args, task, LoopSettings.from_settings(train_settings),
+                      fingerprint(settings, args.dataset), "vqvae", config, model,
+                      {"dataset": str(args.dataset)})
 
 
 def cli() -> None:
