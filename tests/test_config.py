@@ -88,3 +88,28 @@ def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "transformer.model.encoder_block" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("presets", [["bair"], ["kinetics600"]])
+def test_presets_over_the_demo_give_the_papers_settings(presets: list[str]) -> None:
+    # Presets are merged over config.yaml: no demo value may leak into a paper setting.
+    paper = lvt_config.validate({})
+    config = lvt_config.validate(merged(*presets))
+    expected_model = {**paper["vqvae"]["model"],
+                      "residual_blocks": 4 if presets == ["kinetics600"] else 2}
+    assert config["vqvae"]["model"] == expected_model
+    assert config["transformer"]["model"] == paper["transformer"]["model"]
+    for section, keys in {"vqvae": ["lr", "betas", "batch_size", "seed"],
+                          "transformer": ["lr", "alpha", "momentum", "eps", "batch_size",
+                                          "clip_frames", "n_prime", "steps", "seed"]}.items():
+        for key in keys:
+            assert config[section]["train"][key] == paper[section]["train"][key], (section, key)
+
+
+def test_conda_environment_matches_the_package_dependencies() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    declared = pyproject.split("dependencies = [")[1].split("]")[0]
+    package = sorted(line.strip().strip('",') for line in declared.splitlines() if line.strip())
+    environment = yaml.safe_load((ROOT / "envs" / "lvt.yaml").read_text())
+    pip = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
+    assert sorted(spec for spec in pip if not spec.startswith("-e")) == package

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from lvt.checkpoints import file_sha256
+from lvt.data.synthetic import write_synthetic_videos
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "tiny"
@@ -188,3 +189,35 @@ def test_sigkill_during_training_then_rerun_resumes(tmp_path: Path) -> None:
     log = (workdir / "results" / RUN / "logs" / "train_vqvae.log").read_text()
     assert "resuming from" in log and "at step" in log
     assert (workdir / target).exists()
+
+
+def test_local_source_skips_bad_files_and_lists_them(tmp_path: Path) -> None:
+    videos = tmp_path / "my_videos"
+    rows = write_synthetic_videos(tmp_path / "made", train_videos=3, test_videos=1, seconds=1.0,
+                                  window_start=0.0, window_seconds=1.0, fps=15, width=80,
+                                  height=64, shapes=2, seed=3)
+    for index, row in enumerate(rows):
+        label = videos / ("juggling" if index % 2 else "Playing Guitar")
+        label.mkdir(parents=True, exist_ok=True)
+        shutil.copy(row.path, label / f"clip{index}.mp4")
+    (videos / "juggling" / "empty.mp4").write_bytes(b"")
+    (videos / "juggling" / "notes.mp4").write_text("not a video")
+    (videos / "juggling" / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(4096))
+    workdir = copy_workflow(tmp_path / "workflow")
+    config = {"run": "mine", "source": {"kind": "local",
+                                       "local": {"path": str(videos), "test_fraction": 0.3}}}
+    snakemake(workdir, "crop", "--configfile", write_config(workdir / "mine.yaml", config))
+
+    results = workdir / "results" / "mine"
+    manifest = (results / "sources" / "manifest.tsv").read_text()
+    for bad in ("empty", "notes", "corrupt"):
+        line = next(line for line in manifest.splitlines() if bad in line)
+        status, reason = line.split("\t")[-2:]
+        assert status == "skipped" and reason, line
+    packed = []
+    for split in ("train", "test"):
+        with h5py.File(results / "data" / f"{split}.h5") as data:
+            packed += list(data["video_ids"].asstr()[:])
+            assert data.attrs["source"] == "local"
+    assert len(packed) == 4
+    assert any(video_id.startswith("Playing_Guitar") for video_id in packed)
