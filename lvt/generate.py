@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,15 +67,18 @@ def complete_videos(
     frames: int,
     temperature: float,
     generator: torch.Generator | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Sample `frames`-long code videos (B, codebooks, T, h, w) that start with `prime_codes`.
 
-    `prime_codes` (B, codebooks, n_prime, h, w) are kept fixed, as in the reference sampler.
+    `prime_codes` (B, codebooks, n_prime, h, w) are kept fixed, as in the reference sampler;
+    `progress(done, total)` is called after every sampled position.
     """
     batch, codebooks, n_prime, height, width = prime_codes.shape
     video = prime_codes.new_zeros((batch, codebooks, frames, height, width))
     video[:, :, :n_prime] = prime_codes
-    return sample_codes(transformer, video, n_prime, temperature=temperature, generator=generator)
+    return sample_codes(transformer, video, n_prime, temperature=temperature, generator=generator,
+                        progress=progress)
 
 
 def videos_long_enough(arrays: VideoArrays, frames: int, limit: int | None) -> list[int]:

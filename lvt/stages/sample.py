@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lvt.atomic import atomic_path, write_json
 from lvt.checkpoints import file_sha256
@@ -36,6 +38,15 @@ log = logging.getLogger("lvt.stages.sample")
 def safe_name(video_id: str) -> str:
     """A folder name for a video id."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", video_id)
+
+
+def progress_to(bar: tqdm) -> Callable[[int, int], None]:
+    """A sampler progress callback that moves `bar` to `done` of `total` positions."""
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update
 
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
@@ -60,9 +71,13 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             batch = jobs[start:start + options["batch_size"]]
             prime = torch.from_numpy(np.stack(
                 [codes.clip(video, 0, n_prime) for video, _ in batch]).astype(np.int64))
-            log.info("sampling %d of %d videos", start + len(batch), len(jobs))
-            sample = complete_videos(models.transformer, prime.permute(0, 2, 1, 3, 4).to(device),
-                                     options["frames"], options["temperature"], generator)
+            with tqdm(desc=f"videos {start + 1}-{start + len(batch)} of {len(jobs)}",
+                      unit="position", mininterval=5.0) as bar:
+                sample = complete_videos(
+                    models.transformer, prime.permute(0, 2, 1, 3, 4).to(device),
+                    options["frames"], options["temperature"], generator,
+                    progress=progress_to(bar),
+                )
             decoded = decode_videos(models.vqvae, sample, device)
             for (video, k), codes_k, video_k in zip(batch, sample.cpu(), decoded, strict=True):
                 name = f"{safe_name(codes.video_ids[video])}/sample_{k}"
