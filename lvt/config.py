@@ -95,6 +95,11 @@ def _check_consistency(config: dict[str, Any], present: set[str]) -> None:
     source = config["source"]
     if "source" in present and source["kind"] == "local" and not source["local"]["path"]:
         raise ConfigError("config key source.local.path: required when source.kind is 'local'")
+    if "source" in present and source["kind"] == "kinetics600":
+        for split in ("train", "test"):
+            if not source["kinetics600"][f"{split}_csv"]:
+                raise ConfigError(f"config key source.kinetics600.{split}_csv: required when "
+                                  "source.kind is 'kinetics600'")
     synthetic = source["synthetic"]
     if "source" in present and synthetic["window_start"] >= synthetic["seconds"]:
         raise ConfigError(

@@ -22,7 +22,7 @@ if config["source"]["kind"] == "synthetic":
             "python -m lvt.stages.synthesize --settings {params.settings:q}"
             " --out-dir {output.videos} --manifest {output.manifest} > {log} 2>&1"
 
-else:
+elif config["source"]["kind"] == "local":
 
     rule scan_local:
         """List the user's videos, probe each one, and draw the seeded train/test split."""
