@@ -16,6 +16,7 @@ from torch import nn
 
 from lvt import __version__
 from lvt.atomic import atomic_path
+from lvt.errors import InputError
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 
@@ -76,26 +77,26 @@ def load_model(
 ) -> tuple[nn.Module, Any]:
     """Read a model file written by `save_model`; returns (model, config) on `map_location`.
 
-    Raises ValueError naming the file when it is missing, unreadable, not ours, of another kind,
+    Raises InputError naming the file when it is missing, unreadable, not ours, of another kind,
     or when its tensors do not fit its config.
     """
     model_class, config_class = _classes(kind)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such model file") from None
+        raise InputError(f"{path}: no such model file") from None
     except Exception as err:
-        raise ValueError(f"{path}: not a readable model file ({err})") from err
+        raise InputError(f"{path}: not a readable model file ({type(err).__name__})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an {FORMAT} file")
+        raise InputError(f"{path}: not an {FORMAT} file")
     if payload.get("version") != VERSION:
-        raise ValueError(f"{path}: format version {payload.get('version')}, expected {VERSION}")
+        raise InputError(f"{path}: format version {payload.get('version')}, expected {VERSION}")
     if payload.get("kind") != kind:
-        raise ValueError(f"{path}: holds a {payload.get('kind')!r} model, expected {kind!r}")
+        raise InputError(f"{path}: holds a {payload.get('kind')!r} model, expected {kind!r}")
     try:
         config = config_class(**payload["config"])
         model = model_class(config)
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{path}: weights do not fit the stored {kind} config ({err})") from err
+        raise InputError(f"{path}: weights do not fit the stored {kind} config ({err})") from err
     return model.to(map_location), config
