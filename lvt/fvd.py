@@ -165,7 +165,9 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def pad_same(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], value: float = 0.0):
+def pad_same(
+    x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], value: float = 0.0
+) -> torch.Tensor:
     """Pad (B, C, T, H, W) for a TF "SAME" convolution or pooling window."""
     pads: list[int] = []
     for size, k, s in reversed(list(zip(x.shape[2:], kernel, stride, strict=True))):
@@ -247,7 +249,6 @@ class Mixed(nn.Module):
                 Conv3d_0b_1x1=Unit3D(in_channels, b3),
             )
         )
-        self.out_channels = b0 + b1b + b2b + b3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = (self.Branch_0, self.Branch_1, self.Branch_2, self.Branch_3)
@@ -347,13 +348,25 @@ def i3d_embeddings(
     device: str | torch.device = "cpu",
     model: I3D | None = None,
 ) -> np.ndarray:
-    """float64 (N, 400) time-averaged I3D logits of uint8 videos (N, T, H, W, 3)."""
+    """float64 (N, 400) time-averaged I3D logits of uint8 videos (N, T, H, W, 3).
+
+    `device` is where the pretrained model is loaded when no `model` is given. cuDNN's TF32
+    convolutions are switched off so that scores on a GPU match the float32 reference.
+    """
     model = model if model is not None else load_i3d(device)
     device = next(model.parameters()).device
+    cudnn = torch.backends.cudnn
+    full_float32 = cudnn.flags(
+        enabled=cudnn.enabled,
+        benchmark=cudnn.benchmark,
+        deterministic=cudnn.deterministic,
+        allow_tf32=False,
+    )
     outputs = []
-    for start in range(0, len(videos), batch_size):
-        batch = torch.as_tensor(videos[start : start + batch_size]).to(device)
-        outputs.append(model(preprocess(batch)).double().cpu())
+    with full_float32:
+        for start in range(0, len(videos), batch_size):
+            batch = torch.as_tensor(videos[start : start + batch_size]).to(device)
+            outputs.append(model(preprocess(batch)).double().cpu())
     if not outputs:
         return np.zeros((0, NUM_CLASSES))
     return torch.cat(outputs).numpy()
