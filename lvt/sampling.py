@@ -15,17 +15,59 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lvt.models.transformer import VideoTransformer, slice_abc, slice_context, take_slice
+from lvt.models.transformer import (
+    Abc,
+    ChannelPredictor,
+    TransformerConfig,
+    VideoTransformer,
+    slice_abc,
+    slice_context,
+    take_slice,
+)
+
+Position = tuple[int, int, int]
 
 
 def positions_to_sample(
     shape: Sequence[int], abc: Sequence[int], stride: Sequence[int], n_prime: int
-) -> list[tuple[int, int, int]]:
+) -> list[Position]:
     """Positions (t, h, w) of slice `abc` of a (T, H, W) video outside the first `n_prime`
     frames, in raster order."""
     t, h, w = (n // s for n, s in zip(shape, stride, strict=True))
     frames = [i for i in range(t) if abc[0] + i * stride[0] >= n_prime]
     return [(i, j, k) for i in frames for j in range(h) for k in range(w)]
+
+
+def sampling_plan(
+    config: TransformerConfig, shape: Sequence[int], n_prime: int
+) -> list[tuple[int, Abc, list[Position]]]:
+    """(slice index, slice, positions to sample) of every slice with something to sample."""
+    plan = []
+    for index in range(config.num_slices):
+        abc = slice_abc(index, config.stride)
+        positions = positions_to_sample(shape, abc, config.stride, n_prime)
+        if positions:  # a slice lying entirely in the priming frames needs no encoder call
+            plan.append((index, abc, positions))
+    return plan
+
+
+def encode_slice(model: VideoTransformer, video: Tensor, index: int, abc: Abc) -> Tensor:
+    """Encoder output z (B, D, t, h, w) for slice `abc` (index `index`) of the current video."""
+    slice_idx = torch.full((video.shape[0],), index, dtype=torch.long, device=video.device)
+    return model.encode(slice_context(video, abc, model.config), slice_idx)
+
+
+def draw_codes(
+    predictor: ChannelPredictor, y: Tensor, temperature: float, generator: torch.Generator | None
+) -> Tensor:
+    """The NC codes (B, NC) of one position from its decoder output y (B, D): codebook after
+    codebook, one `torch.multinomial` call each on softmax(logits / temperature)."""
+    hidden = predictor.norm(y)
+    codes = torch.empty(y.shape[0], len(predictor.output), dtype=torch.long, device=y.device)
+    for k in range(codes.shape[1]):
+        p = F.softmax(predictor.codebook_logits(hidden, codes[:, :k], k) / temperature, dim=1)
+        codes[:, k] = torch.multinomial(p, 1, generator=generator)[:, 0]
+    return codes
 
 
 @torch.no_grad()
@@ -45,23 +87,14 @@ def sample_codes(
     """
     config = model.config
     video = prime_video.clone()
-    plan = []
-    for index in range(config.num_slices):
-        abc = slice_abc(index, config.stride)
-        positions = positions_to_sample(video.shape[2:], abc, config.stride, n_prime)
-        if positions:  # a slice lying entirely in the priming frames needs no encoder call
-            plan.append((index, abc, positions))
+    plan = sampling_plan(config, video.shape[2:], n_prime)
     total, done = sum(len(positions) for _, _, positions in plan), 0
     for index, abc, positions in plan:
-        slice_idx = torch.full((video.shape[0],), index, dtype=torch.long, device=video.device)
-        z = model.encode(slice_context(video, abc, config), slice_idx)
+        z = encode_slice(model, video, index, abc)
         codes = take_slice(video, abc, config.stride).clone()
         for t, h, w in positions:
-            hidden = model.predictor.norm(model.decode(codes, z)[:, :, t, h, w])
-            for k in range(config.codebooks):
-                logits = model.predictor.codebook_logits(hidden, codes[:, :k, t, h, w], k)
-                p = F.softmax(logits / temperature, dim=1)
-                codes[:, k, t, h, w] = torch.multinomial(p, 1, generator=generator)[:, 0]
+            y = model.decode(codes, z)[:, :, t, h, w]
+            codes[:, :, t, h, w] = draw_codes(model.predictor, y, temperature, generator)
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -206,6 +206,8 @@ class CausalConv3d(nn.Module):
     so stored values there never matter.
     """
 
+    padding = (1, 1, 2, 0, 2, 0)  # F.pad amounts (w, h, t), so output p reads window p of the pad
+
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3, 3))
@@ -215,10 +217,13 @@ class CausalConv3d(nn.Module):
         mask[2, 2, 1:] = 0
         self.register_buffer("mask", mask, persistent=False)
 
+    def masked_weight(self) -> Tensor:
+        """The weight with the taps at and right of the current position zeroed."""
+        return self.weight * self.mask
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, t, h, w) -> (B, C_out, t, h, w)."""
-        x = F.pad(x, (1, 1, 2, 0, 2, 0))
-        return F.conv3d(x, self.weight * self.mask, self.bias)
+        return F.conv3d(F.pad(x, self.padding), self.masked_weight(), self.bias)
 
 
 class PositionalEncoding3d(nn.Module):
@@ -276,6 +281,17 @@ def from_blocks(x: Tensor, block: Sequence[int], shape: Sequence[int]) -> Tensor
     return x.reshape(b, t, h, w, d)
 
 
+@dataclass
+class AttentionCache:
+    """Incremental state of one masked attention layer: per-call constants and the keys and
+    values of the tokens computed so far in every block."""
+
+    projection: Tensor  # (D, 3 · heads · DA): query, key and value weights side by side
+    bias: Tensor  # (1, heads, L, L) score bias with the causal mask
+    keys: Tensor  # (blocks, B, heads, L, DA)
+    values: Tensor  # (blocks, B, heads, L, DA)
+
+
 class BlockLocalAttention(nn.Module):
     """Pre-LN multi-head self-attention inside non-overlapping blocks of the (t, h, w) grid.
 
@@ -326,6 +342,37 @@ class BlockLocalAttention(nn.Module):
         merged = heads.transpose(1, 2).flatten(2)  # head-major channels h·DA + j
         return from_blocks(self.output(merged), self.block, x.shape)
 
+    def new_cache(self, batch: int, blocks: int) -> AttentionCache:
+        """Empty cache for `blocks` blocks of `batch` examples (needs a causal layer)."""
+        if self.causal_mask is None:
+            raise ValueError("incremental attention needs a causal layer")
+        weights = torch.cat([self.query, self.key, self.value])  # (3 · heads, D, DA)
+        heads, _, da = self.query.shape
+        shape = (blocks, batch, heads, math.prod(self.block), da)
+        return AttentionCache(
+            projection=weights.permute(1, 0, 2).flatten(1),
+            bias=self.attention_bias(),
+            keys=self.query.new_zeros(shape),
+            values=self.query.new_zeros(shape),
+        )
+
+    def step(self, x: Tensor, cache: AttentionCache, block: int, start: int) -> Tensor:
+        """Output for tokens start, start + 1, … of one block: x (B, n, D) -> (B, n, D).
+
+        Stores their keys and values; the block's earlier tokens must be in the cache already.
+        Later cache entries are hidden by the causal mask, whatever they hold.
+        """
+        batch, n, _ = x.shape
+        stop = start + n
+        heads = cache.keys.shape[2]
+        qkv = (self.norm(x) @ cache.projection).view(batch, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        cache.keys[block, :, :, start:stop] = qkv[1]
+        cache.values[block, :, :, start:stop] = qkv[2]
+        out = F.scaled_dot_product_attention(
+            qkv[0], cache.keys[block], cache.values[block], attn_mask=cache.bias[:, :, start:stop]
+        )
+        return self.output(out.transpose(1, 2).flatten(2))
+
 
 class FeedForward(nn.Module):
     """Pre-LN two-layer MLP of width D."""
@@ -350,6 +397,11 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attention(x)
+        return x + self.feed_forward(x)
+
+    def step(self, x: Tensor, cache: AttentionCache, block: int, start: int) -> Tensor:
+        """Incremental forward of tokens start, start + 1, … of one block: (B, n, D)."""
+        x = x + self.attention.step(x, cache, block, start)
         return x + self.feed_forward(x)
 
 
@@ -396,9 +448,13 @@ class SliceDecoder(nn.Module):
             for _ in range(config.decoder_layers)
         )
 
+    def embed(self, codes: Tensor) -> Tensor:
+        """Sum of the per-codebook embeddings: codes (B, NC, …) -> (B, …, DE)."""
+        return sum(emb(codes[:, k]) for k, emb in enumerate(self.code_embeddings))
+
     def forward(self, slice_codes: Tensor, z: Tensor) -> Tensor:
         """slice_codes (B, NC, t, h, w), z (B, D, t, h, w) -> y (B, D, t, h, w)."""
-        embedded = sum(emb(slice_codes[:, k]) for k, emb in enumerate(self.code_embeddings))
+        embedded = self.embed(slice_codes)
         x = self.causal_conv(embedded.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)
         x = x + self.positional_encoding(*x.shape[1:4])
         x = x + self.context_projection(z.permute(0, 2, 3, 4, 1))
