@@ -12,10 +12,10 @@ import torch
 from lvt.checkpoints import load_model
 from lvt.data.dataset import VideoArrays
 from lvt.errors import InputError
+from lvt.fast_sampling import sample_codes_fast
 from lvt.images import frames_to_images, images_to_frames
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
-from lvt.sampling import sample_codes
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ def complete_videos(
     batch, codebooks, n_prime, height, width = prime_codes.shape
     video = prime_codes.new_zeros((batch, codebooks, frames, height, width))
     video[:, :, :n_prime] = prime_codes
-    return sample_codes(transformer, video, n_prime, temperature=temperature, generator=generator,
-                        progress=progress)
+    return sample_codes_fast(transformer, video, n_prime, temperature=temperature,
+                             generator=generator, progress=progress)
 
 
 def videos_long_enough(arrays: VideoArrays, frames: int, limit: int | None) -> list[int]:
