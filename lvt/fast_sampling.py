@@ -32,57 +32,62 @@ class IncrementalDecoder:
 
     Tokens are addressed as (block, index in the block's raster order); a call must come after
     every earlier token of its block and after the codes of every earlier slice position.
+    Per-slice inputs (positional encoding, projected z, convolution windows) are stored in that
+    token order, so a step reads them with plain slices.
     """
 
     def __init__(self, decoder: SliceDecoder, batch: int, shape: Sequence[int],
                  block: Sequence[int]) -> None:
         self.decoder = decoder
+        self.block = tuple(block)
+        self.shape = tuple(shape)
         device = decoder.positional_encoding.inv_timescales.device
         t, h, w = shape
-        grid = torch.stack(
-            torch.meshgrid(*(torch.arange(n, device=device) for n in shape), indexing="ij"), dim=-1
-        )
-        self.coords = to_blocks(grid[None], block)  # (blocks, L, 3): slice position of a token
-        self.tokens = math.prod(block)
-        raster = (self.coords[..., 0] * h + self.coords[..., 1]) * w + self.coords[..., 2]
+        self.frame = to_blocks(
+            torch.arange(t, device=device).view(1, t, 1, 1, 1).expand(1, t, h, w, 1), block
+        )[..., 0]  # (blocks, L): slice frame of every token
+        raster = to_blocks(torch.arange(t * h * w, device=device).view(1, t, h, w, 1), block)
         order = torch.empty_like(raster.flatten())
         order[raster.flatten()] = torch.arange(raster.numel(), device=device)
         self.token_of = order.tolist()  # raster index in the slice -> block · L + index
-        self.width = (h, w)
-        self.positional = decoder.positional_encoding(t, h, w)
+        self.tokens = raster.shape[1]
+        # Flat offsets, in the padded convolution input, of the 3×3×3 window of every token.
+        padded = (t + 2, h + 2, w + 2)
+        offsets = torch.arange(math.prod(padded), device=device).view(padded)
+        windows = offsets.unfold(0, 3, 1).unfold(1, 3, 1).unfold(2, 3, 1).flatten(3)
+        self.windows = to_blocks(windows[None], block)  # (blocks, L, 27)
+        self.positional = to_blocks(decoder.positional_encoding(t, h, w)[None], block)
         self.conv_weight = decoder.causal_conv.masked_weight().flatten(1).T  # (DE · 27, D)
-        self.caches = [
-            layer.attention.new_cache(batch, self.coords.shape[0]) for layer in decoder.layers
-        ]
-        self.embedded = self.windows = self.context = torch.empty(0)
+        blocks = self.windows.shape[0]
+        self.caches = [layer.attention.new_cache(batch, blocks) for layer in decoder.layers]
+        self.embedded = self.context = torch.empty(0)
 
     def start(self, slice_codes: Tensor, z: Tensor, primed_frames: int) -> None:
         """Begin a slice: codes (B, NC, t, h, w) whose first `primed_frames` frames are given,
         and its encoder output z (B, D, t, h, w). Computes the given frames' tokens."""
         embedded = self.decoder.embed(slice_codes).permute(0, 4, 1, 2, 3)
         self.embedded = F.pad(embedded, CausalConv3d.padding)
-        self.windows = self.embedded.unfold(2, 3, 1).unfold(3, 3, 1).unfold(4, 3, 1)
-        self.context = self.decoder.context_projection(z.permute(0, 2, 3, 4, 1))
-        primed = (self.coords[..., 0] < primed_frames).sum(dim=1).tolist()
+        context = self.decoder.context_projection(z.permute(0, 2, 3, 4, 1))
+        self.context = to_blocks(context, self.block).view(z.shape[0], *self.positional.shape)
+        primed = (self.frame < primed_frames).sum(dim=1).tolist()
         for block, count in enumerate(primed):  # a prefix of every block's raster order
             if count:
                 self.advance(block, 0, count)
 
     def advance(self, block: int, start: int, stop: int) -> Tensor:
         """Decoder output y (B, n, D) of tokens start … stop − 1 of `block`; caches them."""
-        t, h, w = self.coords[block, start:stop].unbind(-1)
-        windows = self.windows[:, :, t, h, w]  # (B, DE, n, 3, 3, 3)
+        windows = self.embedded.flatten(2)[:, :, self.windows[block, start:stop]]
         x = windows.transpose(1, 2).flatten(2) @ self.conv_weight + self.decoder.causal_conv.bias
-        x = x + self.positional[t, h, w]
-        x = x + self.context[:, t, h, w]
+        x = x + self.positional[block, start:stop]
+        x = x + self.context[:, block, start:stop]
         for layer, cache in zip(self.decoder.layers, self.caches, strict=True):
             x = layer.step(x, cache, block, start)
         return x
 
     def decode(self, t: int, h: int, w: int) -> Tensor:
         """Decoder output y (B, D) at slice position (t, h, w)."""
-        block, token = divmod(self.token_of[(t * self.width[0] + h) * self.width[1] + w],
-                              self.tokens)
+        _, height, width = self.shape
+        block, token = divmod(self.token_of[(t * height + h) * width + w], self.tokens)
         return self.advance(block, token, token + 1)[:, 0]
 
     def write(self, t: int, h: int, w: int, codes: Tensor) -> None:
