@@ -18,8 +18,12 @@ wildcard_constraints:
 
 
 def settings(*sections):
-    """The config sections a stage needs, as JSON: a change re-runs exactly the stages using it."""
-    return lvt.config.settings_json(config, *sections)
+    """The config sections a stage needs, as JSON: a change re-runs exactly the stages using it.
+
+    A function of the wildcards, because Snakemake would fill `{...}` in a plain string (such as
+    the `{youtube_id}` of source.kinetics600.url_template) as wildcards.
+    """
+    return lambda wildcards: lvt.config.settings_json(config, *sections)
 
 
 def frame_shards(wildcards):
