@@ -1,0 +1,77 @@
+"""Stage: download one shard of one Kinetics-600 split with yt-dlp and write its outcomes.
+
+The shard is every valid row of the split's CSV (after source.kinetics600.limit) whose position
+modulo source.kinetics600.shards is --shard. Clips go to `<folder>/videos/<label>/`; every outcome
+is also appended to `<folder>/journal/<split>/`, which a later run reads so that finished clips
+are never fetched again and failures are retried only when asked (retry_failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from lvt.config import ConfigError
+from lvt.data.kinetics import (
+    download_shard,
+    journal_path,
+    read_journals,
+    read_kinetics_csv,
+    shard_of,
+    write_outcomes,
+)
+from lvt.data.sources import SPLITS
+from lvt.stages.common import run_stage, stage_parser
+
+log = logging.getLogger(__name__)
+
+
+def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """Download this shard's clips and write the outcome manifest --out (settings: source)."""
+    kinetics = settings["source"]["kinetics600"]
+    shards = kinetics["shards"]
+    if not 0 <= args.shard < shards:
+        raise ConfigError(f"config key source.kinetics600.shards: is {shards}, so --shard "
+                          f"{args.shard} is out of range")
+    csv_path = kinetics[f"{args.split}_csv"]
+    if not csv_path:
+        raise ConfigError(f"config key source.kinetics600.{args.split}_csv: required")
+    try:
+        kinetics["url_template"].format(youtube_id="x")
+    except (IndexError, KeyError, ValueError) as error:
+        raise ConfigError("config key source.kinetics600.url_template: may hold no other "
+                          f"placeholder than {{youtube_id}} ({error!r})") from error
+    valid, _ = read_kinetics_csv(csv_path, kinetics["limit"])
+    rows = shard_of(valid, args.shard, shards)
+    folder = kinetics["folder"]
+    outcomes = download_shard(
+        rows,
+        folder,
+        journal_path(folder, args.split, args.shard),
+        kinetics["url_template"],
+        kinetics["rate_limit"],
+        kinetics["sleep_seconds"],
+        kinetics["retries"],
+        kinetics["backoff_seconds"],
+        kinetics["retry_failed"],
+        previous=read_journals(folder, args.split),
+    )
+    write_outcomes(args.out, outcomes)
+    counts = Counter(outcome.status for outcome in outcomes)
+    log.info("%s shard %d: %s of %d clips", args.split, args.shard, dict(counts), len(rows))
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--split", required=True, choices=SPLITS)
+    parser.add_argument("--shard", required=True, type=int,
+                        help="0 .. source.kinetics600.shards - 1")
+    parser.add_argument("--out", required=True, help="outcome manifest to write (.tsv)")
+    run_stage(main, parser, argv)
+
+
+if __name__ == "__main__":
+    cli()
