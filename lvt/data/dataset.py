@@ -5,6 +5,8 @@ A video array file holds many videos of equally shaped items back to back:
     <name>     (F, *item_shape) items of all videos, one item per chunk, resizable
     offsets    (V + 1,) int64, video i is <name>[offsets[i]:offsets[i + 1]]
     video_ids  (V,) utf-8 strings, "<source id>@<start>-<end>s"
+    extras     optional further per-item arrays (F, ...) indexed by the same offsets, e.g. BAIR's
+               actions; read one with VideoArrays(path, name=<extra>)
     attributes given by the writer's caller, plus lvt_version
 
 One item per chunk means reading a random clip touches only its own items. A frame shard is the
@@ -83,7 +85,8 @@ class _AtomicHDF5Writer:
 class VideoArraysWriter(_AtomicHDF5Writer):
     """Append videos of equally shaped items to a video array file (see the module docstring).
 
-    The item shape is `item_shape` or, if None, that of the first video added.
+    The item shape is `item_shape` or, if None, that of the first video added. `extras` maps the
+    name of each further per-item array to its (dtype, item shape); every video then brings them.
     """
 
     def __init__(
@@ -93,12 +96,16 @@ class VideoArraysWriter(_AtomicHDF5Writer):
         dtype: npt.DTypeLike = np.uint8,
         attrs: Mapping[str, Any] | None = None,
         item_shape: Sequence[int] | None = None,
+        extras: Mapping[str, tuple[npt.DTypeLike, Sequence[int]]] | None = None,
     ) -> None:
         super().__init__(path, attrs)
         self.name = name
         self.dtype = np.dtype(dtype)
         self.item_shape = tuple(item_shape) if item_shape is not None else None
+        self.extras = {key: (np.dtype(kind), tuple(shape)) for key, (kind, shape) in
+                       (extras or {}).items()}
         self._items: h5py.Dataset | None = None
+        self._extra_items: dict[str, h5py.Dataset] = {}
         self._offsets = [0]
         self._ids: list[str] = []
         self._seen: set[str] = set()
@@ -112,8 +119,27 @@ class VideoArraysWriter(_AtomicHDF5Writer):
             dtype=self.dtype,
         )
 
-    def add(self, video_id: str, items: np.ndarray) -> None:
-        """Append one video: (length > 0, *item_shape) items of the writer's dtype."""
+    def _start(self) -> None:
+        for key, (kind, shape) in self.extras.items():
+            self._extra_items[key] = self._file.create_dataset(
+                key, shape=(0, *shape), maxshape=(None, *shape), chunks=(1024, *shape), dtype=kind
+            )
+
+    def add(
+        self, video_id: str, items: np.ndarray, extras: Mapping[str, np.ndarray] | None = None
+    ) -> None:
+        """Append one video: (length > 0, *item_shape) items of the writer's dtype.
+
+        `extras` holds the video's (length, *shape) array for every extra the writer was made with.
+        """
+        extras = extras or {}
+        if set(extras) != set(self.extras):
+            raise ValueError(f"video {video_id}: extras {sorted(extras)}, expected "
+                             f"{sorted(self.extras)}")
+        for key, (_, shape) in self.extras.items():
+            if extras[key].shape != (len(items), *shape):
+                raise ValueError(f"video {video_id}: {key} of shape {extras[key].shape}, "
+                                 f"expected {(len(items), *shape)}")
         if self._items is None:
             self._items = self._create_items(self.item_shape or tuple(items.shape[1:]))
         expected = self._items.shape[1:]
@@ -128,6 +154,9 @@ class VideoArraysWriter(_AtomicHDF5Writer):
         start = self._offsets[-1]
         self._items.resize(start + len(items), axis=0)
         self._items[start:] = items
+        for key, data in self._extra_items.items():
+            data.resize(start + len(items), axis=0)
+            data[start:] = extras[key]
         self._offsets.append(start + len(items))
         self._ids.append(video_id)
         self._seen.add(video_id)
