@@ -12,6 +12,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/sources.smk"
+include: "workflow/rules/bair.smk"
 include: "workflow/rules/kinetics.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/vqvae.smk"

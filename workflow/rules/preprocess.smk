@@ -2,90 +2,86 @@
 # Snakemake cannot target a rule with wildcards, so each stage's jobs are `<stage>_shard` or
 # `<stage>_split`, and the rule named after the stage collects all of them: `snakemake crop`.
 
+if config["source"]["kind"] != "bair":
 
-rule trim:
-    """Target: every trim job."""
-    input:
-        every_shard(f"results/{RUN}/clips/{{split}}/shard{{shard}}"),
-    localrule: True
+    rule trim:
+        """Target: every trim job."""
+        input:
+            every_shard(f"results/{RUN}/clips/{{split}}/shard{{shard}}"),
+        localrule: True
 
+    rule frames:
+        """Target: every frames job."""
+        input:
+            every_shard(f"results/{RUN}/frames/{{split}}/shard{{shard}}.h5"),
+        localrule: True
 
-rule frames:
-    """Target: every frames job."""
-    input:
-        every_shard(f"results/{RUN}/frames/{{split}}/shard{{shard}}.h5"),
-    localrule: True
+    rule crop:
+        """Target: both packed splits."""
+        input:
+            every_split(f"results/{RUN}/data/{{split}}.h5"),
+        localrule: True
 
+    rule trim_shard:
+        """Cut each video of one shard to its time window (ffmpeg, frame-accurate)."""
+        input:
+            manifest=f"results/{RUN}/sources/manifest.tsv",
+        output:
+            clips=temp(directory(f"results/{RUN}/clips/{{split}}/shard{{shard}}")),
+        params:
+            settings=settings("source", "preprocess"),
+        log:
+            f"results/{RUN}/logs/trim/{{split}}-{{shard}}.log",
+        benchmark:
+            f"results/{RUN}/benchmarks/trim/{{split}}-{{shard}}.tsv"
+        threads: 1
+        resources:
+            mem_mb=1000,
+        conda:
+            ENV
+        shell:
+            "python -m lvt.stages.trim --settings {params.settings:q} --manifest {input.manifest}"
+            " --split {wildcards.split} --shard {wildcards.shard} --out-dir {output.clips} > {log} 2>&1"
 
-rule crop:
-    """Target: both packed splits."""
-    input:
-        every_split(f"results/{RUN}/data/{{split}}.h5"),
-    localrule: True
+    rule frames_shard:
+        """Decode one shard's clips (optional fps resampling) and resize the short side."""
+        input:
+            clips=f"results/{RUN}/clips/{{split}}/shard{{shard}}",
+        output:
+            frames=temp(f"results/{RUN}/frames/{{split}}/shard{{shard}}.h5"),
+        params:
+            settings=settings("source", "preprocess"),
+        log:
+            f"results/{RUN}/logs/frames/{{split}}-{{shard}}.log",
+        benchmark:
+            f"results/{RUN}/benchmarks/frames/{{split}}-{{shard}}.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+        conda:
+            ENV
+        shell:
+            "python -m lvt.stages.frames --settings {params.settings:q} --clips {input.clips}"
+            " --out {output.frames} > {log} 2>&1"
 
-
-rule trim_shard:
-    """Cut each video of one shard to its time window (ffmpeg, frame-accurate)."""
-    input:
-        manifest=f"results/{RUN}/sources/manifest.tsv",
-    output:
-        clips=temp(directory(f"results/{RUN}/clips/{{split}}/shard{{shard}}")),
-    params:
-        settings=settings("source", "preprocess"),
-    log:
-        f"results/{RUN}/logs/trim/{{split}}-{{shard}}.log",
-    benchmark:
-        f"results/{RUN}/benchmarks/trim/{{split}}-{{shard}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-    conda:
-        ENV
-    shell:
-        "python -m lvt.stages.trim --settings {params.settings:q} --manifest {input.manifest}"
-        " --split {wildcards.split} --shard {wildcards.shard} --out-dir {output.clips} > {log} 2>&1"
-
-
-rule frames_shard:
-    """Decode one shard's clips (optional fps resampling) and resize the short side."""
-    input:
-        clips=f"results/{RUN}/clips/{{split}}/shard{{shard}}",
-    output:
-        frames=temp(f"results/{RUN}/frames/{{split}}/shard{{shard}}.h5"),
-    params:
-        settings=settings("source", "preprocess"),
-    log:
-        f"results/{RUN}/logs/frames/{{split}}-{{shard}}.log",
-    benchmark:
-        f"results/{RUN}/benchmarks/frames/{{split}}-{{shard}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        ENV
-    shell:
-        "python -m lvt.stages.frames --settings {params.settings:q} --clips {input.clips}"
-        " --out {output.frames} > {log} 2>&1"
-
-
-rule crop_split:
-    """Center-crop every frame of a split and pack the split into one HDF5 dataset."""
-    input:
-        frames=frame_shards,
-    output:
-        dataset=f"results/{RUN}/data/{{split}}.h5",
-        manifest=f"results/{RUN}/data/{{split}}.tsv",
-    params:
-        settings=settings("source", "preprocess"),
-    log:
-        f"results/{RUN}/logs/crop/{{split}}.log",
-    benchmark:
-        f"results/{RUN}/benchmarks/crop/{{split}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    conda:
-        ENV
-    shell:
-        "python -m lvt.stages.crop --settings {params.settings:q} --frames {input.frames}"
-        " --out {output.dataset} --manifest {output.manifest} > {log} 2>&1"
+    rule crop_split:
+        """Center-crop every frame of a split and pack the split into one HDF5 dataset."""
+        input:
+            frames=frame_shards,
+        output:
+            dataset=f"results/{RUN}/data/{{split}}.h5",
+            manifest=f"results/{RUN}/data/{{split}}.tsv",
+        params:
+            settings=settings("source", "preprocess"),
+        log:
+            f"results/{RUN}/logs/crop/{{split}}.log",
+        benchmark:
+            f"results/{RUN}/benchmarks/crop/{{split}}.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+        conda:
+            ENV
+        shell:
+            "python -m lvt.stages.crop --settings {params.settings:q} --frames {input.frames}"
+            " --out {output.dataset} --manifest {output.manifest} > {log} 2>&1"

@@ -1,0 +1,32 @@
+"""Stage: unpack only the TFRecord files of the BAIR tarball, one folder per split."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from lvt.data.bair import extract_tfrecords
+from lvt.stages.common import run_stage, stage_parser
+
+log = logging.getLogger(__name__)
+
+
+def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    """Unpack --tar into --out-dir/{train,test}/ (no settings)."""
+    files = extract_tfrecords(args.tar, args.out_dir)
+    log.info("%s: TFRecord files per split %s", args.out_dir,
+             dict(Counter(path.parent.name for path in files)))
+
+
+def cli(argv: Sequence[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--tar", required=True, help="the BAIR tarball")
+    parser.add_argument("--out-dir", required=True, help="folder for {train,test}/*.tfrecords")
+    run_stage(main, parser, argv)
+
+
+if __name__ == "__main__":
+    cli()
