@@ -29,7 +29,8 @@ if config["source"]["kind"] == "bair":
         output:
             tar=f"{BAIR}/bair_robot_pushing_dataset_v0.tar",
         params:
-            settings=BAIR_SETTINGS,
+            # a function, so that braces in the URL are not taken for wildcards
+            settings=lambda wildcards: BAIR_SETTINGS,
         log:
             f"results/{RUN}/logs/bair/download.log",
         benchmark:
