@@ -166,7 +166,7 @@ def training_processes(workdir: Path) -> list[int]:
 
 def test_sigkill_during_training_then_rerun_resumes(tmp_path: Path) -> None:
     workdir = copy_workflow(tmp_path / "workflow").resolve()
-    config = changed("vqvae", "train", "steps", 3000)
+    config = changed("vqvae", "train", "steps", 1500)
     config["vqvae"]["train"]["checkpoint_every"] = 25
     configfile = write_config(workdir / "long.yaml", config)
     target = f"results/{RUN}/vqvae/model.pt"
