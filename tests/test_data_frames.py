@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lvt.data.frames import center_crop, read_frames
+from lvt.data.frames import center_crop, native_fps, read_frames
 from lvt.data.synthetic import write_synthetic_videos
 from lvt.errors import InputError
 
@@ -34,6 +34,22 @@ def test_resampling_picks_the_last_frame_at_or_before_each_time(small_videos):
     assert np.array_equal(doubled[::2], native) and np.array_equal(doubled[1::2], native)
     twelve = read_frames(path, 12, 24)
     assert np.array_equal(twelve, native[[int(k * 2.5) for k in range(24)]])
+
+
+def test_a_window_keeps_the_frames_shown_in_it(small_videos):
+    path = small_videos[0].path
+    native = read_frames(path, None, 24)
+    assert np.array_equal(read_frames(path, None, 24, window=(0.5, 1.0)), native[15:30])
+    assert np.array_equal(read_frames(path, None, 24, window=(0.51, 1.01)), native[16:31])
+    assert np.array_equal(read_frames(path, 10, 24, window=(0.5, 1.5)), native[15:45:3])
+    with pytest.raises(InputError, match="no decodable video frame"):
+        read_frames(path, None, 24, window=(2.5, 3.0))
+
+
+def test_native_fps(small_videos, tmp_path):
+    assert native_fps(small_videos[0].path) == 30.0
+    with pytest.raises(InputError, match="not a readable video"):
+        native_fps(tmp_path / "missing.mp4")
 
 
 def test_resized_frames_keep_the_content(small_videos):
