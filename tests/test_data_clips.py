@@ -1,4 +1,4 @@
-"""Trimming: frame-accurate windows, also between sparse keyframes; clear errors."""
+"""Trimming: clips that decode to exactly the window's frames, also between sparse keyframes."""
 
 from __future__ import annotations
 
@@ -10,14 +10,23 @@ import numpy as np
 import pytest
 
 from lvt.data.clips import clip_path, ffmpeg_executable, trim
+from lvt.data.frames import read_frames
 from lvt.data.synthetic import write_synthetic_videos
 from lvt.errors import InputError
 
 
-def decode(path: str | Path) -> tuple[np.ndarray, list[bool]]:
+def decode(path: str | Path) -> list[av.VideoFrame]:
     with av.open(str(path)) as container:
-        frames = list(container.decode(video=0))
-    return np.stack([f.to_ndarray(format="rgb24") for f in frames]), [f.key_frame for f in frames]
+        return list(container.decode(video=0))
+
+
+def rgb(frames: list[av.VideoFrame]) -> np.ndarray:
+    return np.stack([frame.to_ndarray(format="rgb24") for frame in frames])
+
+
+def window(frames: list[av.VideoFrame], start: float, end: float) -> list[av.VideoFrame]:
+    """The decoded frames shown in [start, end) seconds (with a microsecond of tolerance)."""
+    return [frame for frame in frames if start - 1e-6 <= frame.time < end - 1e-6]
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +54,63 @@ def test_ffmpeg_executable_runs():
     assert os.access(executable, os.X_OK)
 
 
-def test_trim_between_keyframes_is_frame_accurate(sparse_keyframes, tmp_path):
-    source, keyframes = decode(sparse_keyframes)
-    assert [i for i, key in enumerate(keyframes) if key] == [0, 60]
+def test_trim_between_keyframes_keeps_exactly_the_window(sparse_keyframes, tmp_path):
+    source = decode(sparse_keyframes)
+    assert [i for i, frame in enumerate(source) if frame.key_frame] == [0, 60]
     target = clip_path(tmp_path, "clip")
     trim(sparse_keyframes, target, 0.5, 1.7)
-    clip, _ = decode(target)
-    assert len(clip) == 36
-    errors = {
-        offset: np.abs(clip.astype(int) - source[offset : offset + 36]).mean()
-        for offset in range(12, 19)
-    }
-    assert min(errors, key=errors.get) == 15
-    assert errors[15] < 3
     assert list(tmp_path.iterdir()) == [target]
+    kept = window(decode(target), 0.5, 1.7)
+    assert len(kept) == 36 and not kept[0].key_frame, "a stream copy, not a re-encode"
+    assert [frame.time for frame in kept] == [frame.time for frame in source[15:51]]
+    assert np.array_equal(rgb(kept), rgb(source[15:51]))
+    frames = read_frames(target, None, 24, window=(0.5, 1.7))
+    assert np.array_equal(frames, read_frames(sparse_keyframes, None, 24)[15:51])
+
+
+@pytest.mark.parametrize(("start", "end"), [(0.0, 1.0), (1.5, 2.5), (2.0, 2.2), (2.5, 3.0)])
+def test_windows_at_and_across_keyframes_and_at_the_ends(sparse_keyframes, tmp_path, start, end):
+    trim(sparse_keyframes, tmp_path / "clip.mp4", start, end)
+    frames = read_frames(tmp_path / "clip.mp4", None, 24, window=(start, end))
+    first, last = round(start * 30), round(end * 30)
+    assert len(frames) == last - first
+    assert np.array_equal(frames, read_frames(sparse_keyframes, None, 24)[first:last])
+
+
+@pytest.mark.parametrize("fps", [25, 30000 / 1001])
+def test_other_rates_and_windows_between_frames(tmp_path, fps):
+    """Keyframes 2 s apart; the window's ends fall between frames."""
+    (row,) = write_synthetic_videos(
+        tmp_path / "src", 1, 0, 4.0, 0.0, 4.0, fps, width=64, height=48, shapes=2, seed=3, gop=50
+    )
+    start, end = 0.51, 3.31
+    trim(row.path, tmp_path / "clip.mp4", start, end)
+    expected = window(decode(row.path), start, end)
+    kept = window(decode(tmp_path / "clip.mp4"), start, end)
+    assert len(kept) == len(expected) == {25: 70, 30000 / 1001: 84}[fps]
+    assert [frame.time for frame in kept] == [frame.time for frame in expected]
+    assert np.array_equal(rgb(kept), rgb(expected))
+
+
+def test_a_codec_mp4_cannot_hold_is_reencoded(tmp_path):
+    source = tmp_path / "old.mkv"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("msmpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(50):
+            image = np.full((48, 64, 3), index * 5, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    trim(source, tmp_path / "clip.mp4", 0.4, 1.2)
+    clip = decode(tmp_path / "clip.mp4")
+    with av.open(str(tmp_path / "clip.mp4")) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    assert [round(frame.time * 25) for frame in clip] == list(range(10, 30))
+    brightness = rgb(clip).astype(float).mean(axis=(1, 2, 3))
+    expected = rgb(decode(source)[10:30]).astype(float).mean(axis=(1, 2, 3))
+    assert np.abs(brightness - expected).max() < 1.5
 
 
 def test_trim_failures_name_the_source_and_leave_nothing(sparse_keyframes, tmp_path):

@@ -1,4 +1,13 @@
-"""Cut the kept window out of a source video, frame-accurately, with the ffmpeg executable."""
+"""Cut the kept window out of a source video with the ffmpeg executable, mostly without re-encoding.
+
+A clip is a stream copy of the source's video from the keyframe at or before the window's start to
+a little past its end (TAIL_SECONDS), with the source's timestamps counted from its start time (as
+ffmpeg's -ss counts them). So a clip of the window [start, end) decodes to the frames a decoder
+needs to reach `start`, then exactly the window's frames at their source times, start <= t < end,
+then those of the tail; `lvt.data.frames.read_frames(clip, ..., window=(start, end))` keeps the
+window. A source whose codec MP4 cannot hold is re-encoded instead (H.264, frame-accurate, same
+timestamps, no frame before the window).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +15,30 @@ import os
 import shutil
 from pathlib import Path
 
+import av
 import ffmpeg
 import imageio_ffmpeg
 
 from lvt.atomic import atomic_path
-from lvt.data.sources import format_seconds, probe_video
+from lvt.data.frames import TIME_TOLERANCE
+from lvt.data.sources import av_error_message, format_seconds
 from lvt.errors import InputError
 
 CRF = 18
+TAIL_SECONDS = 0.5
+"""How far past the window a stream copy reaches, so that no frame of the window lacks a packet it
+depends on (B-frames are decoded after the frames they refer to), whatever ffmpeg cuts by."""
 STDERR_LINES = 5
 """How many of ffmpeg's last stderr lines an error message quotes."""
+
+COPY = {"vcodec": "copy"}
+REENCODE = {
+    "vcodec": "libx264",
+    "pix_fmt": "yuv420p",
+    "crf": CRF,
+    "preset": "veryfast",
+    "fps_mode": "passthrough",
+}
 
 
 def ffmpeg_executable() -> str:
@@ -36,43 +59,53 @@ def clips_manifest(clips_dir: str | os.PathLike[str]) -> Path:
 def trim(
     source: str | os.PathLike[str], target: str | os.PathLike[str], start: float, end: float
 ) -> None:
-    """Re-encode [start, end) seconds of `source` into `target` (H.264, yuv420p, no audio).
+    """Write the clip of the window [start, end) s of `source` to `target` (see the module doc).
 
-    Seeking on the input while re-encoding makes the cut frame-accurate even when the window
-    starts between keyframes. Frames keep their timestamps (no frame-rate conversion). The target
-    is written atomically. Raises InputError naming the source if ffmpeg fails or the result
-    holds no frame.
+    Video only (no audio, subtitles or data). The target is written atomically. Raises InputError
+    naming the source if ffmpeg fails or no frame of the clip lies in the window.
     """
     if end <= start:
         raise InputError(f"{source}: empty window [{start}, {end}) s")
     with atomic_path(target) as tmp:
-        command = (
-            ffmpeg.input(str(source), ss=format_seconds(start), t=format_seconds(end - start))
-            .output(
-                str(tmp),
-                an=None,
-                sn=None,
-                dn=None,
-                vcodec="libx264",
-                pix_fmt="yuv420p",
-                crf=CRF,
-                preset="veryfast",
-                fps_mode="passthrough",
-                movflags="+faststart",
-            )
-            .global_args("-nostdin", "-hide_banner")
-            .overwrite_output()
-        )
         try:
-            command.run(cmd=ffmpeg_executable(), capture_stdout=True, capture_stderr=True)
-        except ffmpeg.Error as error:
-            lines = error.stderr.decode(errors="replace").strip().splitlines()
-            message = " | ".join(lines[-STDERR_LINES:]) or "no message"
-            raise InputError(f"{source}: ffmpeg could not trim it: {message}") from error
+            _ffmpeg(source, tmp, start, end - start + TAIL_SECONDS, COPY)
+        except InputError:
+            _ffmpeg(source, tmp, start, end - start, REENCODE)
         try:
-            probe_video(tmp)
-        except InputError as error:
-            raise InputError(
-                f"{source}: trimming [{start}, {end}) s gave no video frame "
-                f"({str(error).removeprefix(f'{tmp}: ')})"
-            ) from error
+            found = _has_packet_in(tmp, start, end)
+        except (av.FFmpegError, OSError) as error:
+            message = av_error_message(error)
+            raise InputError(f"{source}: cannot read the trimmed clip ({message})") from error
+        if not found:
+            raise InputError(f"{source}: trimming [{start}, {end}) s gave no video frame")
+
+
+def _ffmpeg(
+    source: str | os.PathLike[str], target: Path, start: float, seconds: float, codec: dict
+) -> None:
+    """Run ffmpeg on `seconds` of `source` from `start` (input seeking); InputError if it fails."""
+    command = (
+        ffmpeg.input(str(source), ss=format_seconds(start), t=format_seconds(seconds))
+        .output(str(target), format="mp4", an=None, sn=None, dn=None, **codec)
+        .global_args("-nostdin", "-hide_banner", "-copyts", "-start_at_zero")
+        .overwrite_output()
+    )
+    try:
+        command.run(cmd=ffmpeg_executable(), capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as error:
+        lines = error.stderr.decode(errors="replace").strip().splitlines()
+        message = " | ".join(lines[-STDERR_LINES:]) or "no message"
+        raise InputError(f"{source}: ffmpeg could not trim it: {message}") from error
+
+
+def _has_packet_in(clip: Path, start: float, end: float) -> bool:
+    """Whether the clip has a video packet shown in [start, end) s (demuxing only, no decoding)."""
+    with av.open(str(clip)) as container:
+        if not container.streams.video:
+            return False
+        for packet in container.demux(container.streams.video[0]):
+            if packet.is_discard or packet.pts is None or packet.time_base is None:
+                continue
+            if start - TIME_TOLERANCE <= packet.pts * packet.time_base < end - TIME_TOLERANCE:
+                return True
+    return False

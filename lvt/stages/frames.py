@@ -1,8 +1,10 @@
 """Stage: decode every trimmed clip of a shard into frames (resampled, short side resized).
 
-Writes a frame shard (lvt.data.dataset.FrameShardWriter): one uint8 (T, H, W, 3) dataset per
-decoded video, with its frame rate, and the clips manifest's rows with the status of this stage;
-a clip that cannot be decoded is recorded as `failed` and does not stop the job.
+Only the frames of each row's window [start, end) are kept (a clip also holds frames around it,
+see lvt.data.clips). Writes a frame shard (lvt.data.dataset.FrameShardWriter): one uint8
+(T, H, W, 3) dataset per decoded video, with its frame rate, and the clips manifest's rows with
+the status of this stage; a clip that cannot be decoded is recorded as `failed` and does not stop
+the job.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 
 from lvt.data.clips import clip_path, clips_manifest
 from lvt.data.dataset import FrameShardWriter
-from lvt.data.frames import read_frames
-from lvt.data.sources import probe_video, read_manifest
+from lvt.data.frames import native_fps, read_frames
+from lvt.data.sources import read_manifest
 from lvt.errors import InputError
 from lvt.stages.common import run_stage, stage_parser
 
@@ -34,8 +36,8 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                 continue
             clip = clip_path(args.clips, row.video_id)
             try:
-                frames = read_frames(clip, fps, size)
-                frame_rate = fps or probe_video(clip).fps
+                frames = read_frames(clip, fps, size, window=(row.start, row.end))
+                frame_rate = fps or native_fps(clip)
             except InputError as error:
                 log.warning("%s", error)
                 reason = str(error).removeprefix(f"{clip}: ")

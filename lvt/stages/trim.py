@@ -1,7 +1,8 @@
 """Stage: trim one shard of one split to the manifest's windows, into a clips folder.
 
 The shard is every `ok` row of the split whose position among them, in manifest order, modulo
-preprocess.shards is --shard. The folder holds `<video_id>.mp4` per trimmed video and
+preprocess.shards is --shard. The folder holds `<video_id>.mp4` per trimmed video (a stream copy
+that keeps the source's timestamps and reaches a little beyond the window; lvt.data.clips) and
 `manifest.tsv`: the shard's rows with status `failed` and the reason where trimming failed
 (`path` stays the source video; the clip is found by its id). Shard 0 also carries the split's
 rows that were not `ok` forward, so that every video of the split reaches the final report once.
