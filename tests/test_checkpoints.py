@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import FIXTURES, needs_fixtures
 
 from lvt.checkpoints import file_sha256, load_model, save_model
 from lvt.cli import main
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.original import import_transformer, import_vqvae
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/original"
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"golden fixtures of the original code not found at {FIXTURES}"
-)
 
 VQ_CONFIG = VQVAEConfig(channels=16, residual_channels=8, codebooks=4, codebook_size=8)
 VT_CONFIG = TransformerConfig(

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import FIXTURES, needs_fixtures
 
 from lvt.fast_sampling import sample_codes_fast
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.original import import_transformer
 from lvt.sampling import sample_codes
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/original"
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"golden fixtures of the original code not found at {FIXTURES}"
-)
 
 TINY = {
     "codebooks": 2,

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import FIXTURES, needs_fixtures
 
 from lvt.models import transformer as vt
 from lvt.models.vqvae import normalize, optimizers
 from lvt.original import import_transformer, import_vqvae, read_original
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/original"
-pytestmark = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"golden fixtures of the original code not found at {FIXTURES}"
-)
+pytestmark = needs_fixtures
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 TRANSFORMER_FILES = ["vt_dsfvt_small.pt", "vt_dssvt_small.pt"]
 

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from helpers import FIXTURES, TINY_TRANSFORMER, needs_fixtures
 
 from lvt.models.transformer import TransformerConfig, VideoTransformer, whole_video_logits
 from lvt.original import import_transformer
 from lvt.sampling import sample_codes
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/original"
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"golden fixtures of the original code not found at {FIXTURES}"
-)
-
-TINY = {
-    "codebooks": 2,
-    "codebook_size": 8,
-    "embedding_dim": 8,
-    "model_dim": 12,
-    "head_dim": 4,
-    "heads": 2,
-    "encoder_layers": 1,
-    "decoder_layers": 1,
-}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +49,7 @@ def test_batched_sampling_keeps_priming_and_ignores_unsampled_content(
 ):
     torch.manual_seed(0)
     config = TransformerConfig(
-        **TINY, kernel=kernel, stride=stride, encoder_block=block, decoder_block=block
+        **TINY_TRANSFORMER, kernel=kernel, stride=stride, encoder_block=block, decoder_block=block
     )
     model = VideoTransformer(config)
     prime = torch.randint(0, 8, (3, 2, frames, 4, 4))
@@ -87,7 +70,8 @@ def test_near_zero_temperature_draws_the_argmax():
     torch.manual_seed(1)
     block = (1, 4, 4)
     config = TransformerConfig(
-        **TINY, kernel=(3, 1, 1), stride=(4, 1, 1), encoder_block=block, decoder_block=block
+        **TINY_TRANSFORMER, kernel=(3, 1, 1), stride=(4, 1, 1), encoder_block=block,
+        decoder_block=block,
     )
     model = VideoTransformer(config)
     prime = torch.randint(0, 8, (2, 2, 4, 4, 4))
