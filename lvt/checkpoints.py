@@ -38,6 +38,17 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def read_torch_file(path: str | os.PathLike[str], what: str) -> Any:
+    """`torch.load(weights_only=True)` on CPU; InputError naming the file if it is missing or
+    unreadable (`what` says what the file should have been)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except Exception as err:
+        raise InputError(f"{path}: not a readable {what} ({type(err).__name__})") from err
+
+
 def _classes(kind: str) -> tuple[type[nn.Module], type]:
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(KINDS)}")
@@ -81,12 +92,7 @@ def load_model(
     or when its tensors do not fit its config.
     """
     model_class, config_class = _classes(kind)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such model file") from None
-    except Exception as err:
-        raise InputError(f"{path}: not a readable model file ({type(err).__name__})") from err
+    payload = read_torch_file(path, "model file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(f"{path}: not an {FORMAT} file")
     if payload.get("version") != VERSION:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from lvt.checkpoints import read_torch_file
 from lvt.models.transformer import (
     PositionalEncoding3d,
     TransformerConfig,
@@ -39,12 +40,7 @@ KNOWN_STRIDES: dict[tuple[int, int, int], tuple[int, int, int]] = {
 
 def read_original(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """State dict of an original checkpoint file (fvcore `{"model": ...}` or a bare state dict)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+    payload = read_torch_file(path, "PyTorch checkpoint")
     state = payload.get("model", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path}: neither a state dict nor an fvcore checkpoint with 'model'")

@@ -6,23 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from helpers import FIXTURES, needs_fixtures
+from helpers import FIXTURES, TINY_TRANSFORMER, needs_fixtures
 
 from lvt.fast_sampling import sample_codes_fast
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.original import import_transformer
 from lvt.sampling import sample_codes
 
-TINY = {
-    "codebooks": 2,
-    "codebook_size": 8,
-    "embedding_dim": 8,
-    "model_dim": 12,
-    "head_dim": 4,
-    "heads": 2,
-    "encoder_layers": 1,
-    "decoder_layers": 2,
-}
+TINY = {**TINY_TRANSFORMER, "decoder_layers": 2}
 VARIANTS = {  # kernel, stride, block; on 16 × 8 × 8 code videos
     "DSFVT": ((7, 1, 1), (16, 1, 1), (1, 8, 8)),  # slice (1, 8, 8) = one block
     "DSFVT-4-blocks": ((7, 1, 1), (16, 1, 1), (1, 4, 4)),  # blocks not contiguous in raster
