@@ -17,6 +17,10 @@ INTERPOLATION = Interpolation.LANCZOS | Interpolation.FULL_CHR_H_INT
 """swscale filter for resizing; its kernel widens when shrinking, so it also antialiases. Full
 chroma interpolation gives the RGB output its own chroma resolution; without it swscale keeps
 chroma at half the output width, which blurs colour edges of frames this small."""
+RGB_FORMAT = "gbrp"
+"""Planar RGB, which PyAV returns as (H, W, 3) RGB arrays. swscale gives the same bytes as for
+packed rgb24, but through its faster planar output path: measured on 640x360 H.264 frames, the
+resize to 114x64 took 0.22 instead of 0.42 ms."""
 DECODE_THREADS = 1
 """Decoder threads. Jobs run in parallel, one core each (the rules declare one thread), and
 measured on 2 cores, frame threading cost up to a third more CPU time per frame."""
@@ -128,7 +132,7 @@ def _resize_rgb(reformatter: VideoReformatter, frame: av.VideoFrame, short_side:
     width = short_side if frame.width <= frame.height else round(frame.width * scale)
     height = short_side if frame.height < frame.width else round(frame.height * scale)
     rgb = reformatter.reformat(
-        frame, width, height, format="rgb24", interpolation=INTERPOLATION, threads=SCALE_THREADS
+        frame, width, height, format=RGB_FORMAT, interpolation=INTERPOLATION, threads=SCALE_THREADS
     )
     return rgb.to_ndarray()
 
