@@ -189,12 +189,13 @@ def rows_for(ids: list[str]) -> list[KineticsRow]:
             for line, youtube_id in enumerate(ids, start=2)]
 
 
-def download(rows: list[KineticsRow], folder: Path, server: VideoServer, **options: bool
-             ) -> list[Outcome]:
+def download(rows: list[KineticsRow], folder: Path, server: VideoServer, retry_failed: bool,
+             retry_unavailable: bool = False) -> list[Outcome]:
     journal = journal_path(folder, "train", 0)
     return download_shard(rows, folder, journal, server.url_template, rate_limit=None,
                           sleep_seconds=0, retries=FLAKY_FAILURES, backoff_seconds=0.01,
-                          previous=read_journals(folder, "train"), **options)
+                          retry_failed=retry_failed, retry_unavailable=retry_unavailable,
+                          previous=read_journals(folder, "train"))
 
 
 def test_download_records_every_outcome_and_never_refetches(tmp_path: Path,

@@ -292,7 +292,7 @@ def download_shard(
     retries: int,
     backoff_seconds: float,
     retry_failed: bool,
-    retry_unavailable: bool = False,
+    retry_unavailable: bool,
     previous: Mapping[str, Outcome] | None = None,
 ) -> list[Outcome]:
     """Download the clips of `rows` into `<folder>/videos/<label>/<key>.<ext>`; one outcome each.

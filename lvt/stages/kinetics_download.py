@@ -3,7 +3,7 @@
 The shard is every valid row of the split's CSV (after source.kinetics600.limit) whose position
 modulo source.kinetics600.shards is --shard. Clips go to `<folder>/videos/<label>/`; every outcome
 is also appended to `<folder>/journal/<split>/`, which a later run reads so that finished clips
-are never fetched again and failures are retried only when asked (retry_failed).
+are never fetched again and failures are retried only when asked (retry_failed, retry_unavailable).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
         kinetics["retries"],
         kinetics["backoff_seconds"],
         kinetics["retry_failed"],
+        kinetics["retry_unavailable"],
         previous=read_journals(folder, args.split),
     )
     write_outcomes(args.out, outcomes)
