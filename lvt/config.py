@@ -100,6 +100,10 @@ def _check_consistency(config: dict[str, Any], present: set[str]) -> None:
             if not source["kinetics600"][f"{split}_csv"]:
                 raise ConfigError(f"config key source.kinetics600.{split}_csv: required when "
                                   "source.kind is 'kinetics600'")
+    if "source" in present and "preprocess" in present and source["kind"] == "bair" \
+            and config["preprocess"]["size"] != 64:
+        raise ConfigError("config key preprocess.size: BAIR frames are 64×64, so it must be 64 "
+                          "with source.kind bair")
     synthetic = source["synthetic"]
     if "source" in present and synthetic["window_start"] >= synthetic["seconds"]:
         raise ConfigError(

@@ -64,6 +64,7 @@ def test_presets_validate(presets: list[str], n_prime: int) -> None:
         ({"transformer": {"model": {"stride": [3, 1, 1]}}}, "transformer.model.stride"),
         ({"source": {"kind": "local"}}, "source.local.path"),
         ({"sample": {"n_prime": 16, "frames": 16}}, "sample.n_prime"),
+        ({"source": {"kind": "bair"}, "preprocess": {"size": 32}}, "preprocess.size"),
     ],
 )
 def test_errors_name_the_key(bad: dict, key: str) -> None:

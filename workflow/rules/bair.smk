@@ -8,11 +8,6 @@ if config["source"]["kind"] == "bair":
 
     from lvt.data.bair import tfrecord_stems
 
-    if config["preprocess"]["size"] != 64:
-        raise lvt.config.ConfigError(
-            "config key preprocess.size: BAIR frames are 64×64, so it must be 64 with source.kind bair"
-        )
-
     BAIR = config["source"]["bair"]["folder"]
     BAIR_SETTINGS = json.dumps(
         {"source": {"kind": "bair", "bair": config["source"]["bair"]}}, sort_keys=True
