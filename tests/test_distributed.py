@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import TINY_TRANSFORMER
+from test_workflow import copy_workflow, snakemake
 
 from lvt.checkpoints import load_model
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
@@ -186,6 +187,16 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(data: Path,
     assert result.returncode != 0
     assert "vqvae.train.batch_size: 3 does not split evenly over 2" in result.stderr
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_a_rule_with_several_gpus_starts_one_process_per_gpu(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path)
+    plan = snakemake(workdir, "--dry-run", "--printshellcmds",
+                     "--set-resources", "train_vqvae:gpu=2")
+    shown = plan.stdout + plan.stderr
+    assert ("python -m torch.distributed.run --standalone --nproc-per-node 2 "
+            "-m lvt.stages.train_vqvae ") in shown
+    assert "Shell command: python -m lvt.stages.train_transformer " in shown
 
 
 if __name__ == "__main__":
