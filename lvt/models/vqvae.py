@@ -43,7 +43,7 @@ class VQVAEOutput:
     loss_reconstruction: Tensor
     loss_commitment: Tensor
     loss: Tensor
-    perplexity: Tensor  # (codebooks,): exp(entropy of code usage in the batch)
+    perplexity: Tensor  # (codebooks,): exp(entropy of code usage in the (global) batch)
 
 
 def normalize(images01: Tensor) -> Tensor:
@@ -136,14 +136,18 @@ class ProductQuantizer(nn.Module):
         return z.permute(1, 0, 3, 2).reshape(self.codebooks, b * h * w, self.dim)
 
     def assign(self, z_e: Tensor) -> Tensor:
-        """Nearest code per chunk: z_e (B, channels, h, w) -> codes (B, codebooks, h, w)."""
+        """Nearest code per chunk: z_e (B, channels, h, w) -> codes (B, codebooks, h, w).
+
+        Distances are computed in float32 even under autocast: bfloat16 would pick wrong codes.
+        """
         b, _, h, w = z_e.shape
-        z = self._split(z_e)
-        distances = (
-            self.weight.pow(2).sum(-1).unsqueeze(1)
-            + z.pow(2).sum(-1, keepdim=True)
-            - 2 * torch.bmm(z, self.weight.transpose(1, 2))
-        )
+        z = self._split(z_e.float())
+        with torch.autocast(z.device.type, enabled=False):
+            distances = (
+                self.weight.pow(2).sum(-1).unsqueeze(1)
+                + z.pow(2).sum(-1, keepdim=True)
+                - 2 * torch.bmm(z, self.weight.transpose(1, 2))
+            )
         codes = distances.argmin(-1)  # (codebooks, B*h*w)
         return codes.reshape(self.codebooks, b, h, w).transpose(0, 1)
 
@@ -162,8 +166,12 @@ class ProductQuantizer(nn.Module):
         return counts.scatter_add_(1, flat, torch.ones_like(flat, dtype=counts.dtype))
 
     @torch.no_grad()
-    def update(self, z_e: Tensor, codes: Tensor) -> None:
-        """One EMA step from a batch (batch statistics summed over ranks when distributed)."""
+    def update(self, z_e: Tensor, codes: Tensor) -> Tensor:
+        """One EMA step from a batch; return the code usage it used, (codebooks, size).
+
+        When distributed, the batch statistics are summed over all ranks first, so the update is
+        that of the global batch and the codebooks stay identical on every rank.
+        """
         z = self._split(z_e.float())
         flat = codes.transpose(0, 1).reshape(self.codebooks, -1)
         counts = self.usage(codes)
@@ -179,6 +187,7 @@ class ProductQuantizer(nn.Module):
         total = self.cluster_size.sum(-1, keepdim=True)
         smoothed = (self.cluster_size + self.eps) / (total + self.size * self.eps) * total
         self.weight.copy_(self.embedding_sum / smoothed.unsqueeze(-1))
+        return counts
 
     def _restart_dead_codes(self, z: Tensor) -> None:
         """Move codes with EMA count below the threshold onto random encoder outputs.
@@ -219,13 +228,12 @@ class VQVAE(nn.Module):
         z_e = self.encoder(x)
         codes = self.quantizer.assign(z_e)
         z_q = self.quantizer.lookup(codes)
-        self.quantizer.update(z_e.detach(), codes)
+        usage = self.quantizer.update(z_e.detach(), codes)
         z_q_bar = self.quantizer.lookup(codes)
         z_q_st = z_e + (z_q - z_e).detach()  # straight-through estimator
         reconstruction = self.decoder(z_q_st)
         loss_reconstruction = F.mse_loss(reconstruction, x)
         loss_commitment = self.config.commitment_weight * F.mse_loss(z_e, z_q_bar)
-        usage = self.quantizer.usage(codes)
         p = usage / usage.sum(-1, keepdim=True)
         perplexity = torch.exp(-torch.xlogy(p, p).sum(-1))
         return VQVAEOutput(
@@ -252,9 +260,14 @@ def optimizers(
     lr: float = 3e-4,
     betas: tuple[float, float] = (0.9, 0.9),
     eps: float = 1e-8,
+    fused: bool = False,
 ) -> dict[str, torch.optim.Adam]:
-    """Two separate Adam optimisers (encoder, decoder) as the original; the codebooks use EMA."""
+    """Two separate Adam optimisers (encoder, decoder) as the original; the codebooks use EMA.
+
+    `fused` picks the single-kernel Adam (for CUDA); the default is torch's own choice.
+    """
     return {
-        "encoder": torch.optim.Adam(model.encoder.parameters(), lr=lr, betas=betas, eps=eps),
-        "decoder": torch.optim.Adam(model.decoder.parameters(), lr=lr, betas=betas, eps=eps),
+        name: torch.optim.Adam(part.parameters(), lr=lr, betas=betas, eps=eps,
+                               fused=fused or None)
+        for name, part in (("encoder", model.encoder), ("decoder", model.decoder))
     }

@@ -1,4 +1,4 @@
-"""What the two training stages share: their arguments, run fingerprint and outputs."""
+"""What the two training stages share: their arguments, processes, run fingerprint, outputs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,10 @@ import torch
 
 from lvt.atomic import atomic_path
 from lvt.checkpoints import save_model
-from lvt.stages.common import add_threads_option, stage_parser
+from lvt.config import ConfigError
+from lvt.stages.common import add_threads_option, select_device, stage_parser
+from lvt.training.acceleration import set_tf32
+from lvt.training.distributed import Distributed, process_group
 from lvt.training.loop import LoopSettings, TrainingTask, train
 
 
@@ -48,6 +54,30 @@ def training_parser(description: str, data_option: str, data_help: str) -> argpa
     return parser
 
 
+@contextmanager
+def training_processes(
+    kind: str, train_settings: Mapping[str, Any], threads: int
+) -> Iterator[Distributed]:
+    """This process's place in the run: one process, or one of those torchrun started.
+
+    The job's `threads` are shared by the processes on this machine; the global batch
+    (`<kind>.train.batch_size`) must split evenly over all processes. Only rank 0 logs below
+    warnings.
+    """
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    device = select_device(train_settings["device"], threads // local_processes)
+    with process_group(device) as distributed:
+        batch_size = train_settings["batch_size"]
+        if batch_size % distributed.world_size:
+            raise ConfigError(f"config key {kind}.train.batch_size: {batch_size} does not split "
+                              f"evenly over {distributed.world_size} training processes")
+        if distributed.device.type == "cuda":
+            set_tf32(train_settings["tf32"])
+        if not distributed.is_main:
+            logging.getLogger().setLevel(logging.WARNING)
+        yield distributed
+
+
 def train_and_publish(
     args: argparse.Namespace,
     task: TrainingTask,
@@ -57,10 +87,13 @@ def train_and_publish(
     config: Any,
     model: torch.nn.Module,
     provenance: dict[str, Any],
+    distributed: Distributed,
 ) -> None:
-    """Train (resuming from --state-dir), then write --model and --metrics atomically."""
+    """Train (resuming from --state-dir), then write --model and --metrics atomically (rank 0)."""
     log = logging.getLogger(f"lvt.stages.train_{kind}")
-    metrics = train(task, loop, args.state_dir, run_fingerprint, log)
-    digest = save_model(args.model, kind, config, model, extra={"steps": loop.steps, **provenance})
-    publish(metrics, args.metrics)
-    log.info("wrote %s (sha256 %s)", args.model, digest)
+    metrics = train(task, loop, args.state_dir, run_fingerprint, log, distributed)
+    if distributed.is_main:
+        digest = save_model(args.model, kind, config, model,
+                            extra={"steps": loop.steps, **provenance})
+        publish(metrics, args.metrics)
+        log.info("wrote %s (sha256 %s)", args.model, digest)

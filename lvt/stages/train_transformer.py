@@ -10,8 +10,14 @@ import torch
 
 from lvt.data.dataset import VideoArrays
 from lvt.models.transformer import TransformerConfig, VideoTransformer, optimizer
-from lvt.stages.common import run_stage, select_device
-from lvt.stages.train_common import fingerprint, train_and_publish, training_parser
+from lvt.stages.common import run_stage
+from lvt.stages.train_common import (
+    fingerprint,
+    train_and_publish,
+    training_parser,
+    training_processes,
+)
+from lvt.training.acceleration import Acceleration
 from lvt.training.loop import LoopSettings
 from lvt.training.transformer import TransformerTraining
 
@@ -21,24 +27,27 @@ log = logging.getLogger("lvt.stages.train_transformer")
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     train_settings = settings["transformer"]["train"]
     codebooks = settings["vqvae"]["model"]
-    device = select_device(train_settings["device"], args.threads)
-    config = TransformerConfig(codebooks=codebooks["codebooks"],
-                               codebook_size=codebooks["codebook_size"],
-                               **settings["transformer"]["model"])
-    torch.manual_seed(train_settings["seed"])
-    model = VideoTransformer(config).to(device)
-    codes = VideoArrays(args.codes, "codes")
-    log.info("training on %d code frames of %d videos from %s on %s",
-             codes.num_items, codes.num_videos, args.codes, device)
-    rmsprop = optimizer(model, lr=train_settings["lr"], alpha=train_settings["alpha"],
-                        momentum=train_settings["momentum"], eps=train_settings["eps"])
-    task = TransformerTraining(model, codes, train_settings["clip_frames"],
-                               train_settings["n_prime"], train_settings["batch_size"],
-                               rmsprop, train_settings["seed"], device)
-    train_and_publish(args, task, LoopSettings.from_settings(train_settings),
-                      fingerprint(settings, args.codes), "transformer", config, model,
-                      {"codes": str(args.codes),
-                       "vqvae_sha256": codes.attrs.get("vqvae_sha256", "")})
+    with training_processes("transformer", train_settings, args.threads) as distributed:
+        device = distributed.device
+        config = TransformerConfig(codebooks=codebooks["codebooks"],
+                                   codebook_size=codebooks["codebook_size"],
+                                   **settings["transformer"]["model"])
+        torch.manual_seed(train_settings["seed"])
+        model = VideoTransformer(config).to(device)
+        codes = VideoArrays(args.codes, "codes")
+        log.info("training on %d code frames of %d videos from %s on %s, %d process(es)",
+                 codes.num_items, codes.num_videos, args.codes, device, distributed.world_size)
+        rmsprop = optimizer(model, lr=train_settings["lr"], alpha=train_settings["alpha"],
+                            momentum=train_settings["momentum"], eps=train_settings["eps"])
+        task = TransformerTraining(model, codes, train_settings["clip_frames"],
+                                   train_settings["n_prime"], train_settings["batch_size"],
+                                   rmsprop, train_settings["seed"], device, distributed,
+                                   Acceleration.from_settings(train_settings, device))
+        train_and_publish(args, task, LoopSettings.from_settings(train_settings),
+                          fingerprint(settings, args.codes), "transformer", config, model,
+                          {"codes": str(args.codes),
+                           "vqvae_sha256": codes.attrs.get("vqvae_sha256", "")},
+                          distributed)
 
 
 def cli() -> None:

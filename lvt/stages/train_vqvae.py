@@ -10,8 +10,14 @@ import torch
 
 from lvt.data.dataset import VideoArrays
 from lvt.models.vqvae import VQVAE, VQVAEConfig
-from lvt.stages.common import run_stage, select_device
-from lvt.stages.train_common import fingerprint, train_and_publish, training_parser
+from lvt.stages.common import run_stage
+from lvt.stages.train_common import (
+    fingerprint,
+    train_and_publish,
+    training_parser,
+    training_processes,
+)
+from lvt.training.acceleration import Acceleration
 from lvt.training.loop import LoopSettings
 from lvt.training.vqvae import VQVAETraining
 
@@ -20,18 +26,22 @@ log = logging.getLogger("lvt.stages.train_vqvae")
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     model_settings, train_settings = settings["vqvae"]["model"], settings["vqvae"]["train"]
-    device = select_device(train_settings["device"], args.threads)
-    config = VQVAEConfig(**model_settings)
-    torch.manual_seed(train_settings["seed"])
-    model = VQVAE(config)
-    frames = VideoArrays(args.dataset, "frames")
-    log.info("training on %d frames of %d videos from %s on %s",
-             frames.num_items, frames.num_videos, args.dataset, device)
-    task = VQVAETraining(model, frames, train_settings["batch_size"], train_settings["lr"],
-                         tuple(train_settings["betas"]), train_settings["seed"], device)
-    train_and_publish(args, task, LoopSettings.from_settings(train_settings),
-                      fingerprint(settings, args.dataset), "vqvae", config, model,
-                      {"dataset": str(args.dataset)})
+    with training_processes("vqvae", train_settings, args.threads) as distributed:
+        device = distributed.device
+        config = VQVAEConfig(**model_settings)
+        torch.manual_seed(train_settings["seed"])
+        model = VQVAE(config)
+        frames = VideoArrays(args.dataset, "frames")
+        log.info("training on %d frames of %d videos from %s on %s, %d process(es)",
+                 frames.num_items, frames.num_videos, args.dataset, device,
+                 distributed.world_size)
+        task = VQVAETraining(model, frames, train_settings["batch_size"], train_settings["lr"],
+                             tuple(train_settings["betas"]), train_settings["seed"], device,
+                             distributed, Acceleration.from_settings(train_settings, device),
+                             fused_adam=train_settings["fused_adam"] and device.type == "cuda")
+        train_and_publish(args, task, LoopSettings.from_settings(train_settings),
+                          fingerprint(settings, args.dataset), "vqvae", config, model,
+                          {"dataset": str(args.dataset)}, distributed)
 
 
 def cli() -> None:

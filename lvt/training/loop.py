@@ -3,7 +3,9 @@
 It fixes the reference trainer's failures (lvt-method.md §9.1-2): every exception and every
 non-finite loss ends the process with a non-zero status, and a killed run resumes exactly from
 its last checkpoint (model, optimisers, step and every random state), which lives outside the
-rule's declared outputs so that Snakemake never deletes it.
+rule's declared outputs so that Snakemake never deletes it. With several processes, rank 0
+alone writes the checkpoint and metrics and every rank loads the checkpoint; the tasks keep all
+ranks' weights and random states identical, so rank 0's are everyone's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from lvt.atomic import atomic_path
+from lvt.training.distributed import SINGLE_PROCESS, Distributed
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
@@ -52,9 +55,11 @@ class LoopSettings:
 
 
 def _random_states() -> dict[str, Any]:
+    """The global generators' states; CUDA's of this process's device only, which every rank
+    of a multi-GPU run shares (the same seed, the same draws), so that rank 0's fits all."""
     states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+        states["cuda"] = torch.cuda.get_rng_state()
     return states
 
 
@@ -62,7 +67,7 @@ def _restore_random_states(states: Mapping[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def _save_checkpoint(path: Path, task: TrainingTask, step: int, fingerprint: str) -> None:
@@ -106,22 +111,28 @@ def train(
     state_dir: Path,
     fingerprint: str,
     log: logging.Logger,
+    distributed: Distributed = SINGLE_PROCESS,
 ) -> Path:
     """Train `task` to `settings.steps`, resuming from `state_dir`; return the metrics CSV path.
 
     `fingerprint` identifies the settings and data; a checkpoint with another one is ignored.
+    The task's metrics must be those of the global batch, the same on every rank, so that a
+    non-finite loss stops all ranks at once.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main:
+        state_dir.mkdir(parents=True, exist_ok=True)
     start = _resume(state_dir, task, fingerprint, log)
     metrics_path = state_dir / METRICS_NAME
     handle = writer = None
     progress = tqdm(total=settings.steps, initial=start, desc="train", unit="step",
-                    mininterval=2.0, dynamic_ncols=True)
+                    mininterval=2.0, dynamic_ncols=True, disable=not distributed.is_main)
     try:
         for step in range(start + 1, settings.steps + 1):
             metrics = task.step()
             if not math.isfinite(metrics["loss"]):
                 raise FloatingPointError(f"loss is {metrics['loss']} at step {step}")
+            if not distributed.is_main:
+                continue
             if writer is None:
                 handle, writer = _metrics_writer(metrics_path, start, sorted(metrics))
             if step % settings.log_every == 0 or step == settings.steps:

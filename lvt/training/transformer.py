@@ -13,13 +13,16 @@ from lvt.errors import InputError
 from lvt.metrics import nats_to_bits
 from lvt.models import transformer
 from lvt.models.transformer import VideoTransformer
+from lvt.training.acceleration import PLAIN, Acceleration
+from lvt.training.distributed import SINGLE_PROCESS, Distributed
 
 
 class TransformerTraining:
     """One step = `batch_size` clips of `clip_frames` code frames, each with one random slice.
 
     A clip comes from a uniformly drawn video at a uniformly drawn start; videos shorter than
-    a clip are left out (the reference rejected them one by one).
+    a clip are left out (the reference rejected them one by one). `batch_size` is the global
+    batch: with several processes each draws the same clips and slices and trains on its share.
     """
 
     def __init__(
@@ -32,14 +35,20 @@ class TransformerTraining:
         optimizer: torch.optim.Optimizer,
         seed: int,
         device: torch.device,
+        distributed: Distributed = SINGLE_PROCESS,
+        acceleration: Acceleration = PLAIN,
     ) -> None:
         self.model = model.to(device).train()
+        self.network = acceleration.prepare(distributed.wrap(self.model))
         self.optimizer = optimizer
         self.codes = codes
         self.clip_frames = clip_frames
         self.n_prime = n_prime
         self.batch_size = batch_size
+        self.share = distributed.share(batch_size)
         self.device = device
+        self.distributed = distributed
+        self.acceleration = acceleration
         self.generator = torch.Generator().manual_seed(seed)
         lengths = np.asarray(codes.lengths)
         self.videos = np.flatnonzero(lengths >= clip_frames)
@@ -51,31 +60,50 @@ class TransformerTraining:
         self.max_start = lengths[self.videos] - clip_frames
 
     def clips(self) -> torch.Tensor:
-        """A batch of random clips, (B, codebooks, T, H, W) int64 on the training device."""
+        """This rank's share of a batch of random clips, (B, codebooks, T, H, W) int64 on the
+        training device (pinned for the copy to a GPU)."""
         picks = torch.randint(len(self.videos), (self.batch_size,), generator=self.generator)
         offsets = torch.rand(self.batch_size, generator=self.generator)
+        picks, offsets = picks[self.share], offsets[self.share]
         batch = []
         for pick, offset in zip(picks.tolist(), offsets.tolist(), strict=True):
             start = int(offset * (self.max_start[pick] + 1))
             batch.append(self.codes.clip(int(self.videos[pick]), start, self.clip_frames))
         clips = torch.from_numpy(np.stack(batch).astype(np.int64))
-        return clips.permute(0, 2, 1, 3, 4).to(self.device)
+        if self.device.type == "cuda":
+            clips = clips.pin_memory()
+        return clips.permute(0, 2, 1, 3, 4).to(self.device, non_blocking=True)
 
     def step(self) -> dict[str, float]:
         clips = self.clips()
         slices = transformer.random_slices(
             self.batch_size, self.model.config.stride, self.n_prime, self.generator,
             frames=self.clip_frames,
-        )
+        )[self.share]
         context, target, ignore, index = transformer.training_batch(
             clips, slices, self.model.config, self.n_prime
         )
-        logits = self.model(context, target, index)
-        loss = transformer.slice_loss(logits, target, ignore)
+        with self.acceleration.autocast(self.device):
+            logits = self.network(context, target, index)
+            loss = transformer.slice_loss(logits, target, ignore)
+        weighted = self._weighted_by_positions(loss, ignore)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        weighted.backward()
         self.optimizer.step()
-        return {"loss": loss.item(), "bits_per_code": nats_to_bits(loss.item())}
+        global_loss = self.distributed.mean(weighted.detach()).item()
+        return {"loss": global_loss, "bits_per_code": nats_to_bits(global_loss)}
+
+    def _weighted_by_positions(self, loss: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
+        """This rank's loss scaled so that the mean over ranks is the global batch's loss.
+
+        slice_loss averages over the non-ignored positions of this rank's share; the global
+        batch averages over all of them, so each rank's loss counts in proportion to its
+        positions (exactly 1 with one process). A share of priming positions only has no loss
+        (NaN): it counts as 0, and its gradients are zero.
+        """
+        positions = (~ignore).sum()
+        weight = positions * self.distributed.world_size / self.distributed.sum(positions)
+        return torch.where(positions > 0, loss * weight, 0.0)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -11,10 +11,16 @@ from lvt.data.dataset import VideoArrays
 from lvt.images import frames_to_images
 from lvt.metrics import psnr_from_mse
 from lvt.models import vqvae
+from lvt.training.acceleration import PLAIN, Acceleration
+from lvt.training.distributed import SINGLE_PROCESS, Distributed
 
 
 class VQVAETraining:
-    """One step = one batch of frames drawn uniformly from the whole training split."""
+    """One step = one batch of frames drawn uniformly from the whole training split.
+
+    `batch_size` is the global batch: with several processes each trains on its share of the
+    same draw, and the metrics are those of the whole batch.
+    """
 
     def __init__(
         self,
@@ -25,31 +31,42 @@ class VQVAETraining:
         betas: tuple[float, float],
         seed: int,
         device: torch.device,
+        distributed: Distributed = SINGLE_PROCESS,
+        acceleration: Acceleration = PLAIN,
+        fused_adam: bool = False,
     ) -> None:
         self.model = model.to(device).train()
-        self.optimizers = vqvae.optimizers(model, lr=lr, betas=betas)
+        self.network = acceleration.prepare(distributed.wrap(self.model))
+        self.optimizers = vqvae.optimizers(model, lr=lr, betas=betas, fused=fused_adam)
         self.frames = frames
         self.batch_size = batch_size
+        self.share = distributed.share(batch_size)
         self.device = device
+        self.distributed = distributed
+        self.acceleration = acceleration
         self.generator = torch.Generator().manual_seed(seed)
 
     def step(self) -> dict[str, float]:
         indices = torch.randint(self.frames.num_items, (self.batch_size,), generator=self.generator)
-        images = frames_to_images(self.frames.items(indices.numpy()), self.device)
-        output = self.model(images)
+        images = frames_to_images(self.frames.items(indices[self.share].numpy()), self.device)
+        with self.acceleration.autocast(self.device):
+            output = self.network(images)
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
         for optimizer in self.optimizers.values():
             optimizer.step()
         with torch.no_grad():
-            reconstruction = (output.reconstruction * 0.5 + 0.5).clamp(0, 1)
-            psnr = psnr_from_mse(torch.mean((reconstruction - images) ** 2))
+            reconstruction = (output.reconstruction.float() * 0.5 + 0.5).clamp(0, 1)
+            mse = torch.mean((reconstruction - images) ** 2)
+            losses = torch.stack([output.loss, output.loss_reconstruction, output.loss_commitment,
+                                  mse]).float()
+            loss, loss_reconstruction, loss_commitment, mse = self.distributed.mean(losses)
         metrics = {
-            "loss": output.loss.item(),
-            "loss_reconstruction": output.loss_reconstruction.item(),
-            "loss_commitment": output.loss_commitment.item(),
-            "psnr": psnr.item(),
+            "loss": loss.item(),
+            "loss_reconstruction": loss_reconstruction.item(),
+            "loss_commitment": loss_commitment.item(),
+            "psnr": psnr_from_mse(mse).item(),
         }
         metrics.update({f"perplexity_{k}": p.item() for k, p in enumerate(output.perplexity)})
         return metrics

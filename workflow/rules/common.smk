@@ -26,6 +26,15 @@ def settings(*sections):
     return lambda wildcards: lvt.config.settings_json(config, *sections)
 
 
+def launcher(wildcards, resources):
+    """How a training job starts Python: one process per GPU under torchrun when the job has
+    several GPUs (`resources.gpu`), else plain `python`. The one place that knows the resource.
+    """
+    if resources.gpu > 1:
+        return f"python -m torch.distributed.run --standalone --nproc-per-node {resources.gpu}"
+    return "python"
+
+
 def frame_shards(wildcards):
     """Every frames shard of one split."""
     return expand(

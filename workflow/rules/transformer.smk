@@ -11,6 +11,7 @@ rule train_transformer:
     params:
         settings=settings("transformer", "vqvae", "preprocess"),
         state=f"results/{RUN}/train_state/transformer",
+        launcher=launcher,
     log:
         f"results/{RUN}/logs/train_transformer.log",
     benchmark:
@@ -22,6 +23,6 @@ rule train_transformer:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.train_transformer --settings {params.settings:q}"
+        "{params.launcher} -m lvt.stages.train_transformer --settings {params.settings:q}"
         " --codes {input.codes} --state-dir {params.state} --threads {threads}"
         " --model {output.model} --metrics {output.metrics} > {log} 2>&1"

@@ -11,6 +11,7 @@ rule train_vqvae:
     params:
         settings=settings("vqvae", "preprocess"),
         state=f"results/{RUN}/train_state/vqvae",
+        launcher=launcher,
     log:
         f"results/{RUN}/logs/train_vqvae.log",
     benchmark:
@@ -22,8 +23,8 @@ rule train_vqvae:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.train_vqvae --settings {params.settings:q} --dataset {input.dataset}"
-        " --state-dir {params.state} --threads {threads}"
+        "{params.launcher} -m lvt.stages.train_vqvae --settings {params.settings:q}"
+        " --dataset {input.dataset} --state-dir {params.state} --threads {threads}"
         " --model {output.model} --metrics {output.metrics} > {log} 2>&1"
 
 
