@@ -19,6 +19,7 @@ include: "workflow/rules/vqvae.smk"
 include: "workflow/rules/transformer.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from helpers import TINY, copy_workflow, snakemake, write_config
 
 from lvt.data.sources import SourceRow
 from lvt.data.synthetic import write_synthetic_videos
@@ -24,3 +27,11 @@ def small_videos(tmp_path_factory: pytest.TempPathFactory) -> list[SourceRow]:
         shapes=2,
         seed=0,
     )
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where the whole workflow has run on the TINY configuration (tiny.yaml)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    snakemake(workdir, "--configfile", write_config(workdir / "tiny.yaml", TINY))
+    return workdir

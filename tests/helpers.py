@@ -1,10 +1,16 @@
-"""What several test modules share: the golden fixtures' location and a tiny transformer."""
+"""What several test modules share: the golden fixtures' location, a tiny transformer, and how
+to run the real workflow on a tiny configuration in a temporary folder."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/original"
 """Golden outputs of the authors' code (../shared/fixtures/original beside the checkout)."""
@@ -24,3 +30,45 @@ TINY_TRANSFORMER = {
     "decoder_layers": 1,
 }
 """TransformerConfig fields of a model small enough to sample whole videos in a test."""
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = "tiny"
+TINY = {
+    "run": RUN,
+    "source": {"synthetic": {"train_videos": 3, "test_videos": 2, "seconds": 1.5,
+                             "window_start": 0.2, "window_seconds": 1.0, "width": 80,
+                             "height": 64}},
+    "vqvae": {"model": {"channels": 16, "residual_channels": 8, "residual_blocks": 1,
+                        "codebook_size": 16},
+              "train": {"steps": 20, "batch_size": 8, "checkpoint_every": 10, "log_every": 5}},
+    "transformer": {"model": {"embedding_dim": 8, "model_dim": 16, "head_dim": 4, "heads": 2,
+                              "encoder_layers": 1, "decoder_layers": 1},
+                    "train": {"steps": 10, "batch_size": 2, "checkpoint_every": 5,
+                              "log_every": 5}},
+    "sample": {"videos": 1, "samples_per_video": 2, "batch_size": 2},
+}
+"""A configuration that takes the demo's DAG through every stage in about a minute."""
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake as a user would, with this interpreter's bin folder first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args],
+                            cwd=workdir, env=env, capture_output=True, text=True)
+    if check and result.returncode:
+        raise AssertionError(f"snakemake {args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_workflow(target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / name, target / name)
+    for name in ("workflow", "envs"):
+        shutil.copytree(ROOT / name, target / name)
+    return target
+
+
+def write_config(path: Path, config: dict) -> str:
+    path.write_text(yaml.safe_dump(config))
+    return str(path)

@@ -15,55 +15,16 @@ import h5py
 import numpy as np
 import pytest
 import torch
-import yaml
+from helpers import RUN, TINY, copy_workflow, snakemake, write_config
 
 from lvt.checkpoints import file_sha256
 from lvt.data.synthetic import write_synthetic_videos
 
-ROOT = Path(__file__).resolve().parents[1]
-RUN = "tiny"
-TINY = {
-    "run": RUN,
-    "source": {"synthetic": {"train_videos": 3, "test_videos": 2, "seconds": 1.5,
-                             "window_start": 0.2, "window_seconds": 1.0, "width": 80,
-                             "height": 64}},
-    "vqvae": {"model": {"channels": 16, "residual_channels": 8, "residual_blocks": 1,
-                        "codebook_size": 16},
-              "train": {"steps": 20, "batch_size": 8, "checkpoint_every": 10, "log_every": 5}},
-    "transformer": {"model": {"embedding_dim": 8, "model_dim": 16, "head_dim": 4, "heads": 2,
-                              "encoder_layers": 1, "decoder_layers": 1},
-                    "train": {"steps": 10, "batch_size": 2, "checkpoint_every": 5,
-                              "log_every": 5}},
-    "sample": {"videos": 1, "samples_per_video": 2, "batch_size": 2},
-}
+REPORTS = {"report_curves", "report_scores", "report_samples"}
 RULES = ["synthesize", "trim", "frames", "crop", "train_vqvae", "extract_codes",
-         "train_transformer", "sample", "evaluate"]
+         "train_transformer", "sample", "evaluate", *sorted(REPORTS)]
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run Snakemake as a user would, with this interpreter's bin folder first on PATH."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args],
-                            cwd=workdir, env=env, capture_output=True, text=True)
-    if check and result.returncode:
-        raise AssertionError(f"snakemake {args} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def copy_workflow(target: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(ROOT / name, target / name)
-    for name in ("workflow", "envs"):
-        shutil.copytree(ROOT / name, target / name)
-    return target
-
-
-def write_config(path: Path, config: dict) -> str:
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
 
 
 def planned_jobs(workdir: Path, configfile: str) -> set[str]:
@@ -72,13 +33,6 @@ def planned_jobs(workdir: Path, configfile: str) -> set[str]:
     jobs = {line.split()[1].rstrip(":") for line in result.stdout.splitlines()
             if line.startswith(("rule ", "localrule "))}
     return jobs - {"all"}
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    snakemake(workdir, "--configfile", write_config(workdir / "tiny.yaml", TINY))
-    return workdir
 
 
 def test_every_stage_writes_its_outputs(finished_run: Path) -> None:
@@ -135,12 +89,14 @@ def changed(section: str, group: str | None, key: str, value: object) -> dict:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (changed("sample", None, "temperature", 0.9), {"sample", "evaluate"}),
-        (changed("evaluate", None, "n_prime", 2), {"evaluate"}),
+        (changed("sample", None, "temperature", 0.9),
+         {"sample", "evaluate", "report_samples", "report_scores"}),
+        (changed("evaluate", None, "n_prime", 2), {"evaluate", "report_scores"}),
         (changed("transformer", "train", "lr", 2e-3),
-         {"train_transformer", "sample", "evaluate"}),
+         {"train_transformer", "sample", "evaluate", *REPORTS}),
         (changed("vqvae", "train", "lr", 2e-3),
-         {"train_vqvae", "extract_codes_split", "train_transformer", "sample", "evaluate"}),
+         {"train_vqvae", "extract_codes_split", "train_transformer", "sample", "evaluate",
+          *REPORTS}),
     ],
 )
 def test_a_setting_reruns_exactly_the_stages_using_it(

@@ -54,6 +54,16 @@ def every_split(pattern):
     return expand(pattern, split=SPLITS)
 
 
-def final_outputs():
-    """What `all` builds: the evaluation report, which needs every stage before it."""
+def score_files():
+    """Every score file the evaluation writes; the report's table shows them all."""
     return [f"results/{RUN}/evaluation/metrics.json"]
+
+
+def final_outputs():
+    """What `all` builds: the scores and what `snakemake --report` shows, which need every stage."""
+    return [
+        *score_files(),
+        *rules.report_curves.output,
+        rules.report_scores.output.table,
+        rules.report_samples.output.pages,
+    ]

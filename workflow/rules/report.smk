@@ -1,0 +1,104 @@
+# What `snakemake --report report.html` shows: training curves, every score, the sample videos.
+# Each figure or page is the output of a rule here, so the stages before need no change.
+
+report: "../report/workflow.rst"
+
+
+rule report_curves:
+    """Loss, bits per code, reconstruction PSNR and codebook perplexity during training."""
+    input:
+        vqvae=f"results/{RUN}/vqvae/metrics.csv",
+        transformer=f"results/{RUN}/transformer/metrics.csv",
+    output:
+        vqvae_loss=report(
+            f"results/{RUN}/report/curves/vqvae_loss.svg",
+            caption="../report/vqvae_loss.rst",
+            category="Training curves",
+            subcategory="VQ-VAE",
+            labels={"curve": "loss"},
+        ),
+        vqvae_psnr=report(
+            f"results/{RUN}/report/curves/vqvae_psnr.svg",
+            caption="../report/vqvae_psnr.rst",
+            category="Training curves",
+            subcategory="VQ-VAE",
+            labels={"curve": "reconstruction PSNR"},
+        ),
+        vqvae_perplexity=report(
+            f"results/{RUN}/report/curves/vqvae_perplexity.svg",
+            caption="../report/vqvae_perplexity.rst",
+            category="Training curves",
+            subcategory="VQ-VAE",
+            labels={"curve": "codebook perplexity"},
+        ),
+        transformer_bits=report(
+            f"results/{RUN}/report/curves/transformer_bits_per_code.svg",
+            caption="../report/transformer_bits_per_code.rst",
+            category="Training curves",
+            subcategory="Transformer",
+            labels={"curve": "bits per code"},
+        ),
+    params:
+        out_dir=lambda wildcards, output: os.path.dirname(output.vqvae_loss),
+    log:
+        f"results/{RUN}/logs/report_curves.log",
+    benchmark:
+        f"results/{RUN}/benchmarks/report_curves.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        ENV
+    shell:
+        "python -m lvt.stages.report_curves --vqvae-metrics {input.vqvae}"
+        " --transformer-metrics {input.transformer} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule report_scores:
+    """Every value of every score file, with the protocol it was measured under."""
+    input:
+        scores=score_files(),
+    output:
+        table=report(
+            f"results/{RUN}/report/scores.html",
+            caption="../report/scores.rst",
+            category="Scores",
+        ),
+    log:
+        f"results/{RUN}/logs/report_scores.log",
+    benchmark:
+        f"results/{RUN}/benchmarks/report_scores.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        ENV
+    shell:
+        "python -m lvt.stages.report_scores --scores {input.scores} --out {output.table}"
+        " > {log} 2>&1"
+
+
+rule report_samples:
+    """A page per sampled test video: the real clip beside each sample, as GIFs."""
+    input:
+        samples=f"results/{RUN}/samples",
+    output:
+        pages=report(
+            directory(f"results/{RUN}/report/samples"),
+            patterns=["{video}.html"],
+            caption="../report/samples.rst",
+            category="Samples",
+            labels={"video": "{video}"},
+        ),
+    log:
+        f"results/{RUN}/logs/report_samples.log",
+    benchmark:
+        f"results/{RUN}/benchmarks/report_samples.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        ENV
+    shell:
+        "python -m lvt.stages.report_samples --samples {input.samples}"
+        " --out-dir {output.pages} > {log} 2>&1"
