@@ -46,5 +46,8 @@ def every_split(pattern):
 
 
 def final_outputs():
-    """What `all` builds: the evaluation report, which needs every stage before it."""
-    return [f"results/{RUN}/evaluation/metrics.json"]
+    """What `all` builds: the samples to look at and every score, which need every stage."""
+    return [
+        f"results/{RUN}/samples",
+        *(f"results/{RUN}/evaluation/{name}.json" for name in ("metrics", "fvd", "frame_scores")),
+    ]
