@@ -9,6 +9,7 @@ config.update(lvt.config.validate(config))
 RUN = config["run"]
 SPLITS = ["train", "test"]
 SHARDS = list(range(config["preprocess"]["shards"]))
+FVD_SHARDS = list(range(config["fvd"]["shards"]))
 ENV = "../../envs/lvt.yaml"
 
 
@@ -43,6 +44,11 @@ def every_shard(pattern):
 def every_split(pattern):
     """`pattern` for both splits."""
     return expand(pattern, split=SPLITS)
+
+
+def fvd_sample_shards(wildcards):
+    """Every shard of the evaluation protocol's samples."""
+    return expand(f"results/{RUN}/evaluation/samples/shard{{shard}}.h5", shard=FVD_SHARDS)
 
 
 def final_outputs():

@@ -28,14 +28,6 @@ rule sample:
         " --threads {threads} --out-dir {output.samples} > {log} 2>&1"
 
 
-FVD_SHARDS = list(range(config["fvd"]["shards"]))
-
-
-def fvd_sample_shards(wildcards=None):
-    """Every shard of the clips the protocol scores are computed on."""
-    return expand(f"results/{RUN}/evaluation/samples/shard{{shard}}.h5", shard=FVD_SHARDS)
-
-
 rule fvd_sample:
     """Target: every shard of the fvd protocol's samples."""
     input:
