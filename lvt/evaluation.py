@@ -195,14 +195,13 @@ def sample_jobs(
     jobs: np.ndarray,
     generator: torch.Generator,
     device: torch.device,
-    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Code clips (B, frames, codebooks, h, w) uint16 completing the test videos of `jobs` rows
     (trial, video, sample) from their ground-truth priming codes."""
     prime = np.stack([codes.clip(int(video), 0, protocol.n_prime) for video in jobs[:, 1]])
     prime_codes = torch.from_numpy(prime.astype(np.int64)).permute(0, 2, 1, 3, 4).to(device)
     videos = complete_videos(transformer, prime_codes, protocol.frames, protocol.temperature,
-                             generator, progress)
+                             generator)
     return videos.permute(0, 2, 1, 3, 4).cpu().numpy().astype(np.uint16)
 
 
@@ -250,7 +249,9 @@ def write_protocol_samples(
     with h5py.File(path, "w") as file:
         file.create_dataset("codes", data=codes.astype(np.uint16))
         file.create_dataset("jobs", data=jobs.astype(np.int64).reshape(-1, 3))
-        file.attrs["protocol"] = protocol.to_json()
+        # a dataset, not an attribute: a Kinetics-600 protocol's video list (50,000 indices) is
+        # over the 64 kB that an attribute may hold in HDF5's older file formats
+        file.create_dataset("protocol", data=protocol.to_json())
 
 
 def read_protocol_samples(paths: list[Path], protocol: Protocol) -> ProtocolSamples:
@@ -260,9 +261,9 @@ def read_protocol_samples(paths: list[Path], protocol: Protocol) -> ProtocolSamp
     for path in paths:
         try:
             with h5py.File(path, "r") as file:
-                if file.attrs.get("protocol") != expected:
-                    raise InputError(f"{path} was sampled under another protocol: "
-                                     f"{file.attrs.get('protocol')}")
+                found = file["protocol"].asstr()[()]
+                if found != expected:
+                    raise InputError(f"{path} was sampled under another protocol: {found}")
                 codes.append(file["codes"][:])
                 jobs.append(file["jobs"][:])
         except (OSError, KeyError) as error:

@@ -210,6 +210,12 @@ def check_shard_independence(test_codes: VideoArrays, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="another protocol"):
         read_protocol_samples(paths, protocol(videos=(0, 2), seed=8))
 
+    # a Kinetics-600-sized protocol (50,000 videos) is recorded in full
+    large = protocol(videos=tuple(range(50_000)))
+    write_protocol_samples(tmp_path / "large.h5", large, whole[:0], whole_jobs[:0])
+    with pytest.raises(InputError, match="exactly once"):
+        read_protocol_samples([tmp_path / "large.h5"], large)
+
 
 # ----------------------------------------------------------------------------------------------
 # FVD scores and their record
