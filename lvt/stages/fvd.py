@@ -23,17 +23,17 @@ from lvt.evaluation import (
     test_clip_codes,
 )
 from lvt.fvd import load_i3d
-from lvt.stages.common import run_stage, stage_parser
+from lvt.stages.common import run_stage, select_device, stage_parser
 from lvt.stages.fvd_sample import add_scoring_arguments, scoring_inputs
 
 log = logging.getLogger("lvt.stages.fvd")
 
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    i3d = load_i3d(select_device("auto", args.threads))  # first: it may lack its weights
     run = scoring_inputs(args, settings["fvd"])
     protocol, vqvae = run.protocol, run.models.vqvae
     batch = settings["evaluate"]["i3d_batch_size"]
-    i3d = load_i3d(run.device)
     videos = list(protocol.videos)
     real = embed(i3d, real_clips(run.frames, videos, protocol.frames, batch), batch)
     log.info("embedded %d real clips", len(real))
