@@ -116,9 +116,9 @@ def _check_consistency(config: dict[str, Any], present: set[str]) -> None:
             f"config key vqvae.model.channels: {vq['channels']} is not divisible by "
             f"vqvae.model.codebooks ({vq['codebooks']})"
         )
-    sample = config["sample"]
-    if "sample" in present and sample["n_prime"] >= sample["frames"]:
-        raise ConfigError("config key sample.n_prime: must be smaller than sample.frames")
+    for name in ("sample", "fvd"):
+        if name in present and config[name]["n_prime"] >= config[name]["frames"]:
+            raise ConfigError(f"config key {name}.n_prime: must be smaller than {name}.frames")
     if "transformer" in present:
         _check_transformer(config, present)
 
@@ -131,7 +131,7 @@ def _check_transformer(config: dict[str, Any], present: set[str]) -> None:
     stride = model["stride"]
     clips = {"transformer.train.clip_frames": train["clip_frames"]}
     clips.update({f"{name}.frames": config[name]["frames"]
-                  for name in ("sample", "evaluate") if name in present})
+                  for name in ("sample", "evaluate", "fvd") if name in present})
     for key, frames in clips.items():
         grid = (frames, latent, latent)
         for axis, (extent, step) in enumerate(zip(grid, stride, strict=True)):

@@ -53,6 +53,21 @@ def test_presets_validate(presets: list[str], n_prime: int) -> None:
 
 
 @pytest.mark.parametrize(
+    ("presets", "protocol"),
+    [
+        ([], (256, 1, 16, 100, 1)),  # the defaults: BAIR's protocol
+        (["bair"], (256, 1, 16, 100, 1)),
+        (["kinetics600"], (50000, 5, 16, 1, 1)),
+    ],
+)
+def test_evaluation_protocols(presets: list[str], protocol: tuple[int, ...]) -> None:
+    fvd = lvt_config.validate(merged(*presets) if presets else {})["fvd"]
+    keys = ("videos", "n_prime", "frames", "samples_per_video", "trials")
+    assert tuple(fvd[key] for key in keys) == protocol
+    assert fvd["temperature"] == 1.0
+
+
+@pytest.mark.parametrize(
     ("bad", "key"),
     [
         ({"vqvae": {"train": {"stepz": 3}}}, "vqvae.train"),
@@ -65,6 +80,9 @@ def test_presets_validate(presets: list[str], n_prime: int) -> None:
         ({"source": {"kind": "local"}}, "source.local.path"),
         ({"sample": {"n_prime": 16, "frames": 16}}, "sample.n_prime"),
         ({"source": {"kind": "bair"}, "preprocess": {"size": 32}}, "preprocess.size"),
+        ({"fvd": {"n_prime": 5, "frames": 5}}, "fvd.n_prime"),
+        ({"fvd": {"frames": 12}, "transformer": {}}, "fvd.frames"),
+        ({"fvd": {"videos": 1}}, "fvd.videos"),
     ],
 )
 def test_errors_name_the_key(bad: dict, key: str) -> None:

@@ -21,8 +21,10 @@ from lvt.checkpoints import file_sha256
 from lvt.data.synthetic import write_synthetic_videos
 
 REPORTS = {"report_curves", "report_scores", "report_samples"}
+SCORING = {"fvd_sample_shard", "fvd", "frame_scores"}
 RULES = ["synthesize", "trim", "frames", "crop", "train_vqvae", "extract_codes",
-         "train_transformer", "sample", "evaluate", *sorted(REPORTS)]
+         "train_transformer", "sample", "evaluate", "fvd_sample", "fvd", "frame_scores",
+         *sorted(REPORTS)]
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +55,22 @@ def test_every_stage_writes_its_outputs(finished_run: Path) -> None:
     bits = metrics["transformer"]["test_bits"]
     assert bits["bits_per_code"] > 0 and 0 < bits["unigram_entropy_bits"] <= 4
     assert bits["codes_scored"] == 2 * 4 * 15 * 16 * 16
+
+    fvd = json.loads((results / "evaluation" / "fvd.json").read_text())
+    protocol = fvd["protocol"]
+    assert protocol["summary"] == "2 videos × 1 samples × 2 trials"
+    assert (protocol["real_clips"], protocol["generated_clips_per_trial"]) == (2, 2)
+    assert protocol["vqvae_sha256"] == file_sha256(results / "vqvae" / "model.pt")
+    assert protocol["transformer_sha256"] == file_sha256(results / "transformer" / "model.pt")
+    assert protocol["i3d_weights_sha256"] and "TF1" in protocol["resize_method"]
+    assert fvd["fvd"] == pytest.approx(np.mean(fvd["fvd_per_trial"])) and fvd["fvd_std"] > 0
+    for name in ("fvd", "fvd_samples_vs_reconstructions", "fvd_reconstructions_vs_real"):
+        assert np.isfinite(fvd[name]) and fvd[name] >= 0
+    frame_scores = json.loads((results / "evaluation" / "frame_scores.json").read_text())
+    assert frame_scores["per_step"]["frame"] == list(range(8, 16)) and frame_scores["k"] == 2
+    assert frame_scores["psnr_db_best_of_k"] >= frame_scores["psnr_db_mean"] > 0
+    assert 0 < frame_scores["ssim_mean"] <= frame_scores["ssim_best_of_k"] <= 1
+    assert frame_scores["protocol"]["summary"] == protocol["summary"]
 
     index = json.loads((results / "samples" / "index.json").read_text())
     assert len(index["samples"]) == 2
@@ -89,14 +107,15 @@ def changed(section: str, group: str | None, key: str, value: object) -> dict:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (changed("sample", None, "temperature", 0.9),
-         {"sample", "evaluate", "report_samples", "report_scores"}),
-        (changed("evaluate", None, "n_prime", 2), {"evaluate", "report_scores"}),
+        (changed("sample", None, "temperature", 0.9), {"sample", "report_samples"}),
+        (changed("evaluate", None, "n_prime", 2),
+         {"evaluate", "fvd", "frame_scores", "report_scores"}),
+        (changed("fvd", None, "shards", 2), {*SCORING, "report_scores"}),
         (changed("transformer", "train", "lr", 2e-3),
-         {"train_transformer", "sample", "evaluate", *REPORTS}),
+         {"train_transformer", "sample", "evaluate", *SCORING, *REPORTS}),
         (changed("vqvae", "train", "lr", 2e-3),
          {"train_vqvae", "extract_codes_split", "train_transformer", "sample", "evaluate",
-          *REPORTS}),
+          *SCORING, *REPORTS}),
     ],
 )
 def test_a_setting_reruns_exactly_the_stages_using_it(

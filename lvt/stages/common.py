@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lvt.config import ConfigError, load_settings
@@ -46,6 +47,16 @@ def run_stage(
     except (ConfigError, InputError) as error:
         logging.getLogger(parser.prog).error("%s", error)
         sys.exit(2)
+
+
+def add_model_inputs(parser: argparse.ArgumentParser, frames: bool = True) -> None:
+    """The trained models and the test split they are scored on: `--vqvae`, `--transformer`,
+    `--codes` and (with `frames`) `--dataset`."""
+    parser.add_argument("--vqvae", type=Path, required=True, help="trained VQ-VAE")
+    parser.add_argument("--transformer", type=Path, required=True, help="trained transformer")
+    parser.add_argument("--codes", type=Path, required=True, help="test codes (HDF5)")
+    if frames:
+        parser.add_argument("--dataset", type=Path, required=True, help="test frames (HDF5)")
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:

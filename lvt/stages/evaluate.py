@@ -1,9 +1,8 @@
-"""Stage: scores on the test split, written to one JSON file."""
+"""Stage: VQ-VAE reconstruction PSNR and transformer bits per code on the test split (JSON)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,13 @@ from lvt.checkpoints import file_sha256
 from lvt.data.dataset import VideoArrays
 from lvt.evaluation import bits_per_code, reconstruction_psnr
 from lvt.generate import load_trained_models, videos_long_enough
-from lvt.stages.common import add_threads_option, run_stage, select_device, stage_parser
+from lvt.stages.common import (
+    add_model_inputs,
+    add_threads_option,
+    run_stage,
+    select_device,
+    stage_parser,
+)
 
 log = logging.getLogger("lvt.stages.evaluate")
 
@@ -32,22 +37,15 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                          device, options["batch_size"])
     log.info("bits per code %.4f; unigram entropy %.4f bits (ratio %.3f)",
              bits["bits_per_code"], bits["unigram_entropy_bits"], bits["bits_to_unigram_ratio"])
-    samples = json.loads((args.samples / "index.json").read_text())
     write_json(args.out, {
         "vqvae": {"test_reconstruction": reconstruction, "sha256": file_sha256(args.vqvae)},
         "transformer": {"test_bits": bits, "sha256": file_sha256(args.transformer)},
-        "samples": {"count": len(samples["samples"]), "n_prime": samples["n_prime"],
-                    "frames": samples["frames"], "folder": str(args.samples)},
     })
 
 
 def cli() -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--vqvae", type=Path, required=True)
-    parser.add_argument("--transformer", type=Path, required=True)
-    parser.add_argument("--codes", type=Path, required=True, help="test codes (HDF5)")
-    parser.add_argument("--dataset", type=Path, required=True, help="test frames (HDF5)")
-    parser.add_argument("--samples", type=Path, required=True, help="the sample stage's folder")
+    add_model_inputs(parser)
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON")
     add_threads_option(parser)
     run_stage(main, parser)

@@ -30,7 +30,13 @@ from lvt.generate import (
     videos_long_enough,
 )
 from lvt.media import mark_priming, side_by_side, write_gif, write_png_frames
-from lvt.stages.common import add_threads_option, run_stage, select_device, stage_parser
+from lvt.stages.common import (
+    add_model_inputs,
+    add_threads_option,
+    run_stage,
+    select_device,
+    stage_parser,
+)
 
 log = logging.getLogger("lvt.stages.sample")
 
@@ -103,10 +109,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 
 def cli() -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--vqvae", type=Path, required=True)
-    parser.add_argument("--transformer", type=Path, required=True)
-    parser.add_argument("--codes", type=Path, required=True, help="test codes (HDF5)")
-    parser.add_argument("--dataset", type=Path, required=True, help="test frames (HDF5)")
+    add_model_inputs(parser)
     parser.add_argument("--out-dir", type=Path, required=True)
     add_threads_option(parser)
     run_stage(main, parser)

@@ -9,6 +9,7 @@ config.update(lvt.config.validate(config))
 RUN = config["run"]
 SPLITS = ["train", "test"]
 SHARDS = list(range(config["preprocess"]["shards"]))
+FVD_SHARDS = list(range(config["fvd"]["shards"]))
 ENV = "../../envs/lvt.yaml"
 
 
@@ -54,9 +55,16 @@ def every_split(pattern):
     return expand(pattern, split=SPLITS)
 
 
+def fvd_sample_shards(wildcards):
+    """Every shard of the evaluation protocol's samples."""
+    return expand(f"results/{RUN}/evaluation/samples/shard{{shard}}.h5", shard=FVD_SHARDS)
+
+
 def score_files():
     """Every score file the evaluation writes; the report's table shows them all."""
-    return [f"results/{RUN}/evaluation/metrics.json"]
+    return [
+        f"results/{RUN}/evaluation/{name}.json" for name in ("metrics", "fvd", "frame_scores")
+    ]
 
 
 def final_outputs():

@@ -1,14 +1,14 @@
-# Scores: VQ-VAE reconstruction quality and transformer bits per code on the test split.
+# Scores on the test split: VQ-VAE reconstruction PSNR and transformer bits per code (evaluate);
+# FVD (fvd) and per-step PSNR/SSIM (frame_scores) of the fvd protocol's samples.
 
 
 rule evaluate:
-    """Reconstruction PSNR, bits per code against the codes' unigram entropy, sample summary."""
+    """Reconstruction PSNR, bits per code against the codes' unigram entropy."""
     input:
         vqvae=f"results/{RUN}/vqvae/model.pt",
         transformer=f"results/{RUN}/transformer/model.pt",
         codes=f"results/{RUN}/codes/test.h5",
         dataset=f"results/{RUN}/data/test.h5",
-        samples=f"results/{RUN}/samples",
     output:
         metrics=f"results/{RUN}/evaluation/metrics.json",
     params:
@@ -26,4 +26,60 @@ rule evaluate:
     shell:
         "python -m lvt.stages.evaluate --settings {params.settings:q} --vqvae {input.vqvae}"
         " --transformer {input.transformer} --codes {input.codes} --dataset {input.dataset}"
-        " --samples {input.samples} --threads {threads} --out {output.metrics} > {log} 2>&1"
+        " --threads {threads} --out {output.metrics} > {log} 2>&1"
+
+
+rule fvd:
+    """FVD: samples vs real clips, samples vs VQ-VAE reconstructions, reconstructions vs real."""
+    input:
+        vqvae=f"results/{RUN}/vqvae/model.pt",
+        transformer=f"results/{RUN}/transformer/model.pt",
+        codes=f"results/{RUN}/codes/test.h5",
+        dataset=f"results/{RUN}/data/test.h5",
+        samples=fvd_sample_shards,
+    output:
+        scores=f"results/{RUN}/evaluation/fvd.json",
+    params:
+        settings=settings("fvd", "evaluate"),
+    log:
+        f"results/{RUN}/logs/fvd.log",
+    benchmark:
+        f"results/{RUN}/benchmarks/fvd.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "python -m lvt.stages.fvd --settings {params.settings:q} --vqvae {input.vqvae}"
+        " --transformer {input.transformer} --codes {input.codes} --dataset {input.dataset}"
+        " --samples {input.samples} --threads {threads} --out {output.scores} > {log} 2>&1"
+
+
+rule frame_scores:
+    """PSNR and SSIM of the predicted frames per time step: best of K samples and their mean."""
+    input:
+        vqvae=f"results/{RUN}/vqvae/model.pt",
+        transformer=f"results/{RUN}/transformer/model.pt",
+        codes=f"results/{RUN}/codes/test.h5",
+        dataset=f"results/{RUN}/data/test.h5",
+        samples=fvd_sample_shards,
+    output:
+        scores=f"results/{RUN}/evaluation/frame_scores.json",
+    params:
+        settings=settings("fvd", "evaluate"),
+    log:
+        f"results/{RUN}/logs/frame_scores.log",
+    benchmark:
+        f"results/{RUN}/benchmarks/frame_scores.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "python -m lvt.stages.frame_scores --settings {params.settings:q} --vqvae {input.vqvae}"
+        " --transformer {input.transformer} --codes {input.codes} --dataset {input.dataset}"
+        " --samples {input.samples} --threads {threads} --out {output.scores} > {log} 2>&1"

