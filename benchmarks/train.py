@@ -5,8 +5,10 @@ with our implementation and with `reference_model.py` (the authors' way: one-hot
 encoder input, explicit attention with materialised bias and mask, fp32, eager). First both are
 given the same weights (through `lvt.original`, which maps the authors' layout onto ours) and
 must give the same loss on the same batch. Then every variant runs in a fresh subprocess, so
-that its peak memory is its own: on CPU the process's peak resident set (VmHWM), on CUDA
-`torch.cuda.max_memory_allocated`.
+that its peak memory is its own: on CPU the process's peak resident set (VmHWM; in brackets
+the part above the process's size after importing torch), on CUDA
+`torch.cuda.max_memory_allocated`. On a shared CPU the wall-clock rate depends on the other
+load, so the CPU seconds the process used per step are printed too.
 
 Variants: `reference` (fp32, eager); `ours` as our training runs it (CPU: fp32; CUDA: bf16
 autocast, TF32, fused/foreach optimisers, and torch.compile with --compile); `ours-bf16` (CPU
@@ -168,13 +170,16 @@ def worker(args: argparse.Namespace) -> None:
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    begin = time.perf_counter()
+    begin, begin_cpu = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = (time.perf_counter() - begin) / args.steps
-    result = {"seconds": seconds, "load": os.getloadavg()[0]}
+    result = {
+        "seconds": (time.perf_counter() - begin) / args.steps,
+        "cpu_seconds": (time.process_time() - begin_cpu) / args.steps,
+        "load": os.getloadavg()[0],
+    }
     if device.type == "cuda":
         result["peak"] = torch.cuda.max_memory_allocated()
     else:
@@ -234,10 +239,14 @@ def main() -> None:
             if "above_baseline" in result:
                 memory += f" ({result['above_baseline'] / 2**20:.0f} MiB)"
             line = f"  {variant:10s} {1 / result['seconds']:7.3f} steps/s  {memory}"
+            if args.device == "cpu":
+                line += f"  {result['cpu_seconds']:6.1f} CPU s/step"
             if variant != "reference":
                 reference = results["reference"]
-                line += (f"  speed ×{reference['seconds'] / result['seconds']:.2f}, "
-                         f"memory ×{result['peak'] / reference['peak']:.2f}")
+                line += f"  speed ×{reference['seconds'] / result['seconds']:.2f}"
+                if args.device == "cpu":
+                    line += f" (CPU time ×{reference['cpu_seconds'] / result['cpu_seconds']:.2f})"
+                line += f", memory ×{result['peak'] / reference['peak']:.2f}"
                 if "above_baseline" in result:
                     line += f" (×{result['above_baseline'] / reference['above_baseline']:.2f})"
             print(f"{line}  [load {result['load']:.1f}]", flush=True)

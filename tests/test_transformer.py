@@ -249,7 +249,8 @@ def explicit_attention(q, k, v, bias):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_biased_attention_equals_explicit_softmax_with_gradients(causal):
+def test_biased_attention_equals_explicit_softmax_with_gradients(causal, monkeypatch):
+    monkeypatch.setattr(vt._CpuBiasedAttention, "examples_per_chunk", 2)  # chunks of 2 and 1
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 2, 12, 4, requires_grad=True) for _ in range(3))
     bias = torch.randn(1, 2, 12, 12)

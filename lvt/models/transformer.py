@@ -286,10 +286,13 @@ class _CpuBiasedAttention(torch.autograd.Function):
 
     PyTorch's fused CPU kernel cannot differentiate its mask, so with a learned bias
     scaled_dot_product_attention would fall back to the plain math and keep every (L, L)
-    probability matrix for the backward pass. This keeps only the output and the row-wise
-    log-sum-exp; the backward pass uses the fused kernel for q, k and v and recomputes the
-    probabilities, one example at a time, for the bias gradient (summed over the batch).
+    probability matrix for the backward pass. The forward pass here is the fused kernel,
+    keeping only the output and the row-wise log-sum-exp; the backward pass recomputes the
+    probabilities a few examples at a time and derives all four gradients from them (the bias
+    gradient summed over the batch).
     """
+
+    examples_per_chunk = 8  # bounds the backward's (chunk, heads, L, L) temporaries
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
@@ -305,19 +308,26 @@ class _CpuBiasedAttention(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         q, k, v, mask, out, log_sum_exp = ctx.saved_tensors
         grad_out = grad_out.contiguous()
-        fused_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
-        grad_q, grad_k, grad_v = fused_backward(
-            grad_out, q, k, v, out, log_sum_exp, 0.0, False, attn_mask=mask
-        )
+        n, heads, length, _ = q.shape
         scale = 1 / math.sqrt(q.shape[-1])
-        grad_bias = torch.zeros(mask.shape, dtype=torch.float32)
-        for i in range(q.shape[0]):  # (heads, L, L) at a time
-            scores = (q[i] @ k[i].transpose(1, 2)).float() * scale + mask[0].float()
-            probabilities = torch.exp(scores - log_sum_exp[i, ..., None].float())
-            grad_probabilities = (grad_out[i] @ v[i].transpose(1, 2)).float()
-            row = (grad_out[i].float() * out[i].float()).sum(-1, keepdim=True)
-            grad_bias[0] += probabilities * (grad_probabilities - row)
-        return grad_q, grad_k, grad_v, grad_bias.to(ctx.bias_dtype)
+        grads = [torch.empty(q.shape, dtype=q.dtype) for _ in range(3)]
+        grad_bias = torch.zeros(heads, length, length)
+        for first in range(0, n, _CpuBiasedAttention.examples_per_chunk):
+            rows = slice(first, first + _CpuBiasedAttention.examples_per_chunk)
+            qc, kc, vc, dout = (t[rows].flatten(0, 1) for t in (q, k, v, grad_out))
+            chunk = qc.shape[0] // heads
+            scores = torch.baddbmm(
+                mask.expand(chunk, -1, -1, -1).flatten(0, 1), qc, kc.transpose(1, 2), alpha=scale
+            ).float()
+            probabilities = scores.sub_(log_sum_exp[rows].flatten(0, 1)[..., None].float()).exp_()
+            row = (dout.float() * out[rows].flatten(0, 1).float()).sum(-1, keepdim=True)
+            grad_scores = torch.bmm(dout, vc.transpose(1, 2)).float().sub_(row).mul_(probabilities)
+            grad_bias += grad_scores.view(chunk, heads, length, length).sum(0)
+            probabilities, grad_scores = probabilities.to(q.dtype), grad_scores.to(q.dtype)
+            grads[0][rows] = (grad_scores @ kc).mul_(scale).view(chunk, heads, length, -1)
+            grads[1][rows] = (grad_scores.transpose(1, 2) @ qc).mul_(scale).view_as(grads[0][rows])
+            grads[2][rows] = (probabilities.transpose(1, 2) @ dout).view_as(grads[0][rows])
+        return *grads, grad_bias.to(ctx.bias_dtype).unsqueeze(0)
 
 
 def biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
