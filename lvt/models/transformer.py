@@ -636,11 +636,5 @@ def optimizer(
     momentum: float = 0.9,
     eps: float = 1e-8,
 ) -> torch.optim.RMSprop:
-    """RMSprop as the original (constant lr, no weight decay).
-
-    foreach: the multi-tensor update, the same arithmetic as the per-parameter loop but about
-    2× faster on CPU, where PyTorch would otherwise pick the loop.
-    """
-    return torch.optim.RMSprop(
-        model.parameters(), lr=lr, alpha=alpha, momentum=momentum, eps=eps, foreach=True
-    )
+    """RMSprop as the original (constant lr, no weight decay)."""
+    return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=alpha, momentum=momentum, eps=eps)
