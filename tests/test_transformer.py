@@ -243,6 +243,53 @@ def test_attention_blocks_do_not_interact():
                 torch.testing.assert_close(whole[:, t : t + 2, :, w : w + 3], attention(block))
 
 
+def explicit_attention(q, k, v, bias):
+    """softmax(q·kᵀ/√DA + bias)·v written out."""
+    return torch.softmax(q @ k.transpose(2, 3) / math.sqrt(q.shape[-1]) + bias, dim=-1) @ v
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_biased_attention_equals_explicit_softmax_with_gradients(causal, monkeypatch):
+    monkeypatch.setattr(vt._CpuBiasedAttention, "examples_per_chunk", 2)  # chunks of 2 and 1
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 12, 4, requires_grad=True) for _ in range(3))
+    bias = torch.randn(1, 2, 12, 12)
+    if causal:
+        bias = bias + torch.full((12, 12), float("-inf")).triu(1)
+    bias.requires_grad_()
+    grad = torch.randn(3, 2, 12, 4)
+    results = []
+    for attend in (vt.biased_attention, explicit_attention):
+        out = attend(q, k, v, bias)
+        results.append((out, *torch.autograd.grad(out, (q, k, v, bias), grad)))
+    for actual, expected in zip(*results, strict=True):
+        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_training_attention_keeps_no_probability_matrices():
+    """The fused kernel runs in training although the bias is learned (no math fallback)."""
+    attention = BlockLocalAttention(small_config((1, 1, 1), (1, 1, 1)), (2, 2, 3), causal=True)
+    x = torch.randn(2, 2, 2, 3, 12, requires_grad=True)
+    with torch.profiler.profile() as profile:
+        attention(x).sum().backward()
+    names = {event.key for event in profile.key_averages()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in names
+    assert "aten::_scaled_dot_product_attention_math" not in names
+    assert attention.bias_t.grad is not None and attention.bias_w.grad.abs().sum() > 0
+
+
+def test_channel_predictor_equals_linear_over_one_hot_inputs():
+    torch.manual_seed(0)
+    predictor = vt.ChannelPredictor(small_config((1, 1, 1), (1, 1, 1)))
+    h = torch.randn(5, 12)
+    codes = torch.randint(0, 6, (5, 3))
+    for k in range(3):
+        onehot = F.one_hot(codes[:, :k], 6).flatten(1).float()
+        hidden = predictor.hidden[k](torch.cat([h, onehot], dim=1))
+        expected = predictor.output[k](F.relu(hidden))
+        torch.testing.assert_close(predictor.codebook_logits(h, codes[:, :k], k), expected)
+
+
 # --------------------------------------------------------------------------------------------
 # Information flow
 

@@ -281,6 +281,65 @@ def from_blocks(x: Tensor, block: Sequence[int], shape: Sequence[int]) -> Tensor
     return x.reshape(b, t, h, w, d)
 
 
+class _CpuBiasedAttention(torch.autograd.Function):
+    """softmax(q·kᵀ/√DA + bias)·v on CPU with the fused kernel and a gradient for the bias.
+
+    PyTorch's fused CPU kernel cannot differentiate its mask, so with a learned bias
+    scaled_dot_product_attention would fall back to the plain math and keep every (L, L)
+    probability matrix for the backward pass. The forward pass here is the fused kernel,
+    keeping only the output and the row-wise log-sum-exp; the backward pass recomputes the
+    probabilities a few examples at a time and derives all four gradients from them (the bias
+    gradient summed over the batch).
+    """
+
+    examples_per_chunk = 8  # bounds the backward's (chunk, heads, L, L) temporaries
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+        mask = bias.to(q.dtype)
+        out, log_sum_exp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, attn_mask=mask
+        )
+        ctx.save_for_backward(q, k, v, mask, out, log_sum_exp)
+        ctx.bias_dtype = bias.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        q, k, v, mask, out, log_sum_exp = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        n, heads, length, _ = q.shape
+        scale = 1 / math.sqrt(q.shape[-1])
+        grads = [torch.empty(q.shape, dtype=q.dtype) for _ in range(3)]
+        grad_bias = torch.zeros(heads, length, length)
+        for first in range(0, n, _CpuBiasedAttention.examples_per_chunk):
+            rows = slice(first, first + _CpuBiasedAttention.examples_per_chunk)
+            qc, kc, vc, dout = (t[rows].flatten(0, 1) for t in (q, k, v, grad_out))
+            chunk = qc.shape[0] // heads
+            scores = torch.baddbmm(
+                mask.expand(chunk, -1, -1, -1).flatten(0, 1), qc, kc.transpose(1, 2), alpha=scale
+            ).float()
+            probabilities = scores.sub_(log_sum_exp[rows].flatten(0, 1)[..., None].float()).exp_()
+            row = (dout.float() * out[rows].flatten(0, 1).float()).sum(-1, keepdim=True)
+            grad_scores = torch.bmm(dout, vc.transpose(1, 2)).float().sub_(row).mul_(probabilities)
+            grad_bias += grad_scores.view(chunk, heads, length, length).sum(0)
+            probabilities, grad_scores = probabilities.to(q.dtype), grad_scores.to(q.dtype)
+            grads[0][rows] = (grad_scores @ kc).mul_(scale).view(chunk, heads, length, -1)
+            grads[1][rows] = (grad_scores.transpose(1, 2) @ qc).mul_(scale).view_as(grads[0][rows])
+            grads[2][rows] = (probabilities.transpose(1, 2) @ dout).view_as(grads[0][rows])
+        return *grads, grad_bias.to(ctx.bias_dtype).unsqueeze(0)
+
+
+def biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    """softmax(q·kᵀ/√DA + bias)·v with scaled_dot_product_attention's fused kernels.
+
+    q, k, v (N, heads, L, DA); bias (1, heads, L, L), −inf on hidden keys.
+    """
+    if q.device.type == "cpu" and torch.is_grad_enabled() and bias.requires_grad:
+        return _CpuBiasedAttention.apply(q, k, v, bias)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
 @dataclass
 class AttentionCache:
     """Incremental state of one masked attention layer: per-call constants and the keys and
@@ -332,13 +391,18 @@ class BlockLocalAttention(nn.Module):
         bias = (bias_t + bias_h + bias_w).reshape(1, heads, tokens, tokens)
         return bias if self.causal_mask is None else bias + self.causal_mask
 
+    def projection(self) -> Tensor:
+        """(D, 3 · heads · DA): query, key and value weights side by side, head-major, so that
+        one matrix product computes all three."""
+        return torch.cat([self.query, self.key, self.value]).permute(1, 0, 2).flatten(1)
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, t, h, w, D) -> attention output (B, t, h, w, D), without the residual."""
         tokens = to_blocks(self.norm(x), self.block)  # (N, L, D)
-        q, k, v = (
-            torch.einsum("nld,hde->nhle", tokens, w) for w in (self.query, self.key, self.value)
-        )
-        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attention_bias())
+        n, length, _ = tokens.shape
+        qkv = (tokens @ self.projection()).view(n, length, 3, self.bias_t.shape[0], -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (N, heads, L, DA)
+        heads = biased_attention(q, k, v, self.attention_bias())
         merged = heads.transpose(1, 2).flatten(2)  # head-major channels h·DA + j
         return from_blocks(self.output(merged), self.block, x.shape)
 
@@ -346,11 +410,10 @@ class BlockLocalAttention(nn.Module):
         """Empty cache for `blocks` blocks of `batch` examples (needs a causal layer)."""
         if self.causal_mask is None:
             raise ValueError("incremental attention needs a causal layer")
-        weights = torch.cat([self.query, self.key, self.value])  # (3 · heads, D, DA)
         heads, _, da = self.query.shape
         shape = (blocks, batch, heads, math.prod(self.block), da)
         return AttentionCache(
-            projection=weights.permute(1, 0, 2).flatten(1),
+            projection=self.projection(),
             bias=self.attention_bias(),
             keys=self.query.new_zeros(shape),
             values=self.query.new_zeros(shape),
@@ -479,9 +542,18 @@ class ChannelPredictor(nn.Module):
         self.output = nn.ModuleList(nn.Linear(d, nv) for _ in range(config.codebooks))
 
     def codebook_logits(self, h: Tensor, previous: Tensor, k: int) -> Tensor:
-        """Logits of codebook k: h = norm(y) (N, D), previous = codes c_<k (N, k) -> (N, NV)."""
-        onehot = F.one_hot(previous, self.codebook_size).flatten(1).to(h.dtype)
-        return self.output[k](F.relu(self.hidden[k](torch.cat([h, onehot], dim=1))))
+        """Logits of codebook k: h = norm(y) (N, D), previous = codes c_<k (N, k) -> (N, NV).
+
+        U_k's one-hot inputs select one weight column per previous codebook, so their product
+        is a sum of looked-up columns; the one-hot vectors are never built.
+        """
+        hidden = self.hidden[k]
+        d = h.shape[1]
+        u = F.linear(h, hidden.weight[:, :d], hidden.bias)
+        if k:
+            offsets = torch.arange(k, device=previous.device) * self.codebook_size
+            u = u + F.embedding_bag(previous + offsets, hidden.weight[:, d:].T, mode="sum")
+        return self.output[k](F.relu(u))
 
     def forward(self, y: Tensor, codes: Tensor) -> list[Tensor]:
         """Teacher forcing: y (N, D), codes (N, NC) -> NC logits (N, NV)."""
