@@ -192,8 +192,11 @@ SHOWN_IMAGE = ("(() => { const img = document.querySelector("
                "'.justify-center img[src^=\"data:image/svg+xml\"]');"
                " return img && img.complete && img.naturalWidth; })()")
 SHOWN_FRAME = "!!document.querySelector('.justify-center iframe[src^=\"data:text/html\"]')"
-LOADED_GIFS = ("[...document.images].filter(img => img.src.startsWith('data:image/gif')"
-               " && img.complete && img.naturalWidth > 0).length")
+LOADED_GIFS = ("(() => { const gifs = [...document.images].filter(img =>"
+               " img.src.startsWith('data:image/gif'));"
+               " return gifs.every(img => img.complete && img.naturalWidth > 0) && gifs.length;"
+               " })()")
+"""How many GIFs the frame shows, once every one of them has loaded (falsy until then)."""
 
 
 def show_rows(browser: Chromium, report: Path, *menu: str) -> int:
