@@ -18,7 +18,7 @@ from lvt.evaluation import (
     test_clip_codes,
 )
 from lvt.stages.common import run_stage, stage_parser
-from lvt.stages.fvd_sample import add_scoring_arguments, scoring_inputs
+from lvt.stages.scoring_common import add_scoring_arguments, scoring_inputs
 
 log = logging.getLogger("lvt.stages.frame_scores")
 

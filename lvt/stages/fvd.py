@@ -24,7 +24,7 @@ from lvt.evaluation import (
 )
 from lvt.fvd import load_i3d
 from lvt.stages.common import run_stage, select_device, stage_parser
-from lvt.stages.fvd_sample import add_scoring_arguments, scoring_inputs
+from lvt.stages.scoring_common import add_scoring_arguments, scoring_inputs
 
 log = logging.getLogger("lvt.stages.fvd")
 
