@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lvt.atomic import atomic_path
-from lvt.data.frames import center_crop, read_frames
+from lvt.data.frames import read_frames
 from lvt.errors import InputError
 
 PRIME_MARK = np.array([230, 60, 40], dtype=np.uint8)
@@ -82,7 +82,7 @@ def load_priming_frames(source: Path, count: int, size: int) -> np.ndarray:
             frames.append(frame)
         found = np.stack(frames) if frames else np.zeros((0, size, size, 3), np.uint8)
     elif source.is_file():
-        found = center_crop(read_frames(source, None, size), size)[:count]
+        found = read_frames(source, None, size)[0][:count]
     else:
         raise InputError(f"{source}: no such file or folder")
     if len(found) < count:

@@ -27,6 +27,7 @@ from lvt.data.bair import (
     read_bair_examples,
     read_tfrecord,
 )
+from lvt.data.dataset import CHUNK_ITEMS
 from lvt.data.sources import read_manifest
 from lvt.errors import InputError
 
@@ -343,7 +344,7 @@ def test_workflow_downloads_converts_and_packs_both_splits(tmp_path: Path) -> No
         with h5py.File(results / "data" / f"{split}.h5") as data:
             assert list(data["video_ids"].asstr()[:]) == ids
             assert data["frames"].shape == (STEPS * len(ids), 64, 64, 3)
-            assert data["frames"].chunks == (1, 64, 64, 3)
+            assert data["frames"].chunks == (CHUNK_ITEMS, 64, 64, 3)
             assert data["offsets"][:].tolist() == list(range(0, STEPS * len(ids) + 1, STEPS))
             assert data["actions"].shape == (STEPS * len(ids), 4)
             assert dict(data.attrs) | {"lvt_version": ""} == {

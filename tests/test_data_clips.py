@@ -9,7 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from lvt.data.clips import clip_path, ffmpeg_executable, trim
+from lvt.data import clips
+from lvt.data.clips import Window, clip_path, ffmpeg_executable, trim, trim_many
 from lvt.data.frames import read_frames
 from lvt.data.synthetic import write_synthetic_videos
 from lvt.errors import InputError
@@ -18,6 +19,11 @@ from lvt.errors import InputError
 def decode(path: str | Path) -> list[av.VideoFrame]:
     with av.open(str(path)) as container:
         return list(container.decode(video=0))
+
+
+def demux(path: str | Path) -> list[av.Packet]:
+    with av.open(str(path)) as container:
+        return [packet for packet in container.demux(video=0) if packet.size]
 
 
 def rgb(frames: list[av.VideoFrame]) -> np.ndarray:
@@ -64,17 +70,17 @@ def test_trim_between_keyframes_keeps_exactly_the_window(sparse_keyframes, tmp_p
     assert len(kept) == 36 and not kept[0].key_frame, "a stream copy, not a re-encode"
     assert [frame.time for frame in kept] == [frame.time for frame in source[15:51]]
     assert np.array_equal(rgb(kept), rgb(source[15:51]))
-    frames = read_frames(target, None, 24, window=(0.5, 1.7))
-    assert np.array_equal(frames, read_frames(sparse_keyframes, None, 24)[15:51])
+    frames = read_frames(target, None, 24, window=(0.5, 1.7))[0]
+    assert np.array_equal(frames, read_frames(sparse_keyframes, None, 24)[0][15:51])
 
 
 @pytest.mark.parametrize(("start", "end"), [(0.0, 1.0), (1.5, 2.5), (2.0, 2.2), (2.5, 3.0)])
 def test_windows_at_and_across_keyframes_and_at_the_ends(sparse_keyframes, tmp_path, start, end):
     trim(sparse_keyframes, tmp_path / "clip.mp4", start, end)
-    frames = read_frames(tmp_path / "clip.mp4", None, 24, window=(start, end))
+    frames = read_frames(tmp_path / "clip.mp4", None, 24, window=(start, end))[0]
     first, last = round(start * 30), round(end * 30)
     assert len(frames) == last - first
-    assert np.array_equal(frames, read_frames(sparse_keyframes, None, 24)[first:last])
+    assert np.array_equal(frames, read_frames(sparse_keyframes, None, 24)[0][first:last])
 
 
 @pytest.mark.parametrize("fps", [25, 30000 / 1001])
@@ -123,3 +129,44 @@ def test_trim_failures_name_the_source_and_leave_nothing(sparse_keyframes, tmp_p
     with pytest.raises(InputError, match="empty window"):
         trim(sparse_keyframes, tmp_path / "out.mp4", 1.0, 1.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4"]
+
+
+def test_trim_many_cuts_a_batch_with_one_process_like_trim(sparse_keyframes, tmp_path, monkeypatch):
+    """Good windows come out of the batch's one ffmpeg run, packet for packet what `trim` writes;
+    only the window past the video's end is redone alone, and fails alone."""
+    out = tmp_path / "clips"
+    out.mkdir()
+    good = [(0.5, 1.7), (1.9, 2.4), (0.0, 3.0)]
+    windows = [Window(sparse_keyframes, out / f"good{i}.mp4", *span) for i, span in enumerate(good)]
+    windows.append(Window(sparse_keyframes, out / "late.mp4", 10.0, 11.0))
+    alone = []
+    monkeypatch.setattr(clips, "trim", lambda *args: alone.append(args) or trim(*args))
+    errors = trim_many(windows)
+    assert errors[:3] == [None] * 3 and "no video frame" in str(errors[3])
+    assert [args[1].name for args in alone] == ["late.mp4"]
+    assert sorted(path.name for path in out.iterdir()) == ["good0.mp4", "good1.mp4", "good2.mp4"]
+    for index, (start, end) in enumerate(good):
+        single = tmp_path / f"single{index}.mp4"
+        trim(sparse_keyframes, single, start, end)
+        batched = out / f"good{index}.mp4"
+        assert [packet.pts for packet in demux(single)] == [packet.pts for packet in demux(batched)]
+        frames = read_frames(batched, None, 24, window=(start, end))[0]
+        assert np.array_equal(frames, read_frames(single, None, 24, window=(start, end))[0])
+
+
+def test_a_bad_source_fails_only_its_own_window(sparse_keyframes, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    out = tmp_path / "clips"
+    out.mkdir()
+    windows = [
+        Window(sparse_keyframes, out / "before.mp4", 0.5, 1.7),
+        Window(text, out / "text.mp4", 0.0, 1.0),
+        Window(sparse_keyframes, out / "after.mp4", 1.9, 2.4),
+        Window(sparse_keyframes, out / "empty.mp4", 1.0, 1.0),
+    ]
+    errors = trim_many(windows)
+    assert errors[0] is None and errors[2] is None
+    assert str(errors[1]).startswith(f"{text}: ffmpeg could not trim it")
+    assert "empty window" in str(errors[3])
+    assert sorted(path.name for path in out.iterdir()) == ["after.mp4", "before.mp4"]

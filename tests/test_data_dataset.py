@@ -11,6 +11,7 @@ import pytest
 
 import lvt
 from lvt.data.dataset import (
+    CHUNK_ITEMS,
     FrameShard,
     FrameShardWriter,
     VideoArrays,
@@ -58,9 +59,9 @@ def test_round_trip(written, videos):
         arrays.items([13])
 
 
-def test_one_item_per_chunk_and_resizable(written):
+def test_chunks_of_a_clip_and_resizable(written):
     with h5py.File(written) as file:
-        assert file["frames"].chunks == (1, 8, 8, 3)
+        assert file["frames"].chunks == (CHUNK_ITEMS, 8, 8, 3)
         assert file["frames"].maxshape == (None, 8, 8, 3)
         assert file["offsets"].dtype == np.int64
         assert list(file["offsets"]) == [0, 5, 6, 13]
@@ -117,14 +118,16 @@ def test_reader_works_across_processes(written, videos):
 def test_frame_shard_round_trip(tmp_path):
     ok = SourceRow("clip-a", "a.mp4", "train", 0.5, 2.0)
     failed = SourceRow("clip-b", "b.mp4", "train", 0.0, 1.0).with_status("failed", "bad\tdata\n")
-    frames = np.ones((3, 4, 6, 3), np.uint8)
-    with FrameShardWriter(tmp_path / "shard.h5", {"short_side": 4}) as shard:
+    frames = np.ones((3, 4, 4, 3), np.uint8)
+    with FrameShardWriter(tmp_path / "shard.h5", 4) as shard:
         shard.add(ok, frames, 30.0)
         shard.add(failed)
         with pytest.raises(ValueError):
             shard.add(failed, frames, 30.0)
+        with pytest.raises(ValueError, match="expected"):
+            shard.add(ok, np.ones((3, 4, 6, 3), np.uint8), 30.0)
     with FrameShard(tmp_path / "shard.h5") as shard:
-        assert shard.rows == [ok, failed]
+        assert shard.rows == [ok, failed] and shard.size == 4
         assert failed.reason == "bad data"
         read, fps = shard.frames("clip-a")
         assert np.array_equal(read, frames) and fps == 30.0

@@ -1,73 +1,103 @@
-"""Decoding: frame-rate resampling rule, resize of the short side, center crop."""
+"""Decoding: the reference's center crop then Lanczos resize, frame-rate resampling, windows."""
 
 from __future__ import annotations
 
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
-from lvt.data.frames import INTERPOLATION, center_crop, native_fps, read_frames
+from lvt.data.frames import INTERPOLATION, _crop_graph, read_frames
 from lvt.data.synthetic import write_synthetic_videos
 from lvt.errors import InputError
 
 
-def test_native_rate_and_short_side_resize(small_videos):
+def frames_of(*args, **kwargs) -> np.ndarray:
+    return read_frames(*args, **kwargs)[0]
+
+
+def full_resolution(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def test_frames_are_the_central_square_resized(small_videos):
     path = small_videos[0].path
-    frames = read_frames(path, None, 24)
-    assert frames.shape == (60, 24, 32, 3) and frames.dtype == np.uint8
-    assert read_frames(path, None, 20).shape == (60, 20, 27, 3)
-    assert read_frames(path, None, 96).shape == (60, 96, 128, 3)
+    frames, rate = read_frames(path, None, 24)
+    assert frames.shape == (60, 24, 24, 3) and frames.dtype == np.uint8 and rate == 30.0
+    assert frames_of(path, None, 20).shape == (60, 20, 20, 3)
+    assert frames_of(path, None, 96).shape == (60, 96, 96, 3)
 
 
-def test_portrait_video_resizes_its_width(tmp_path):
+def pillow_reference(path, size: int, shift: int = 0) -> np.ndarray:
+    """lvt-method.md 1.3: the central min(w, h) square of each full-size RGB frame (moved `shift`
+    pixels right), resized with Pillow's Lanczos."""
+    squares = []
+    for frame in full_resolution(path):
+        height, width = frame.shape[:2]
+        side = min(width, height)
+        left, top = (width - side) // 2 + shift, (height - side) // 2
+        square = Image.fromarray(frame[top : top + side, left : left + side])
+        squares.append(np.asarray(square.resize((size, size), Image.LANCZOS)))
+    return np.stack(squares).astype(int)
+
+
+@pytest.mark.parametrize(("width", "height"), [(128, 72), (66, 48), (48, 64)])
+def test_frames_match_the_reference_pillow_crop_and_lanczos(tmp_path, width, height):
+    """The same crop, to the pixel, and nearly the same values (the reference converted to RGB
+    before resizing, we after). Sizes include an odd crop offset (66x48: 9 px) and a portrait."""
     (row,) = write_synthetic_videos(
-        tmp_path, 1, 0, 0.5, 0.0, 0.5, fps=30, width=32, height=48, shapes=1, seed=0
+        tmp_path, 1, 0, 0.5, 0.0, 0.5, fps=30, width=width, height=height, shapes=3, seed=1
     )
-    assert read_frames(row.path, None, 16).shape == (15, 24, 16, 3)
+    ours = frames_of(row.path, None, 16).astype(int)
+    difference = np.abs(ours - pillow_reference(row.path, 16)).mean()
+    assert difference < 2.5
+    if width > height:
+        assert difference < np.abs(ours - pillow_reference(row.path, 16, shift=1)).mean()
 
 
 def test_resampling_picks_the_last_frame_at_or_before_each_time(small_videos):
     path = small_videos[0].path
-    native = read_frames(path, None, 24)
-    assert np.array_equal(read_frames(path, 10, 24), native[::3])
-    doubled = read_frames(path, 60, 24)
+    native = frames_of(path, None, 24)
+    assert np.array_equal(frames_of(path, 10, 24), native[::3])
+    doubled = frames_of(path, 60, 24)
     assert len(doubled) == 120
     assert np.array_equal(doubled[::2], native) and np.array_equal(doubled[1::2], native)
-    twelve = read_frames(path, 12, 24)
+    twelve = frames_of(path, 12, 24)
     assert np.array_equal(twelve, native[[int(k * 2.5) for k in range(24)]])
+    assert read_frames(path, 12, 24)[1] == 12
 
 
 def test_a_window_keeps_the_frames_shown_in_it(small_videos):
     path = small_videos[0].path
-    native = read_frames(path, None, 24)
-    assert np.array_equal(read_frames(path, None, 24, window=(0.5, 1.0)), native[15:30])
-    assert np.array_equal(read_frames(path, None, 24, window=(0.51, 1.01)), native[16:31])
-    assert np.array_equal(read_frames(path, 10, 24, window=(0.5, 1.5)), native[15:45:3])
+    native = frames_of(path, None, 24)
+    assert np.array_equal(frames_of(path, None, 24, window=(0.5, 1.0)), native[15:30])
+    assert np.array_equal(frames_of(path, None, 24, window=(0.51, 1.01)), native[16:31])
+    assert np.array_equal(frames_of(path, 10, 24, window=(0.5, 1.5)), native[15:45:3])
     with pytest.raises(InputError, match="no decodable video frame"):
-        read_frames(path, None, 24, window=(2.5, 3.0))
-
-
-def test_native_fps(small_videos, tmp_path):
-    assert native_fps(small_videos[0].path) == 30.0
-    with pytest.raises(InputError, match="not a readable video"):
-        native_fps(tmp_path / "missing.mp4")
+        frames_of(path, None, 24, window=(2.5, 3.0))
 
 
 def test_resized_frames_keep_the_content(small_videos):
-    full = read_frames(small_videos[0].path, None, 48).astype(float)
-    half = read_frames(small_videos[0].path, None, 24).astype(float)
-    pooled = full.reshape(60, 24, 2, 32, 2, 3).mean(axis=(2, 4))
+    full = frames_of(small_videos[0].path, None, 48).astype(float)
+    half = frames_of(small_videos[0].path, None, 24).astype(float)
+    pooled = full.reshape(60, 24, 2, 24, 2, 3).mean(axis=(2, 4))
     assert np.abs(pooled - half).mean() < 4
 
 
 def test_planar_rgb_path_gives_the_packed_rgb_pixels(small_videos):
-    """The resize goes through swscale's planar RGB output for speed; same bytes as rgb24."""
+    """The resize goes through swscale's planar RGB output, and our own interleaving of its
+    planes, for speed; same bytes as rgb24."""
+    crop = _crop_graph(64, 48, "yuv420p")
+    packed = []
     with av.open(small_videos[0].path) as container:
-        packed = np.stack([
-            frame.reformat(32, 24, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
-            for frame in container.decode(video=0)
-        ])
-    assert np.array_equal(read_frames(small_videos[0].path, None, 24), packed)
+        for frame in container.decode(video=0):
+            crop.push(frame)
+            square = crop.pull()
+            packed.append(
+                square.reformat(24, 24, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
+            )
+    assert np.array_equal(frames_of(small_videos[0].path, None, 24), np.stack(packed))
 
 
 def test_undecodable_files_name_the_file(tmp_path):
@@ -77,13 +107,3 @@ def test_undecodable_files_name_the_file(tmp_path):
         read_frames(text, None, 16)
     with pytest.raises(InputError, match="missing.mp4"):
         read_frames(tmp_path / "missing.mp4", 10, 16)
-
-
-def test_center_crop():
-    frames = np.arange(2 * 6 * 8 * 3, dtype=np.uint8).reshape(2, 6, 8, 3)
-    crop = center_crop(frames, 4)
-    assert crop.shape == (2, 4, 4, 3)
-    assert np.array_equal(crop, frames[:, 1:5, 2:6])
-    assert np.array_equal(center_crop(frames, 6), frames[:, :, 1:7])
-    with pytest.raises(ValueError, match="cannot crop"):
-        center_crop(frames, 7)

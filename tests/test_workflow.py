@@ -18,6 +18,7 @@ import torch
 from helpers import RUN, TINY, copy_workflow, snakemake, write_config
 
 from lvt.checkpoints import file_sha256
+from lvt.data.dataset import CHUNK_ITEMS
 from lvt.data.synthetic import write_synthetic_videos
 
 REPORTS = {"report_curves", "report_scores", "report_samples"}
@@ -42,7 +43,7 @@ def test_every_stage_writes_its_outputs(finished_run: Path) -> None:
     with h5py.File(results / "data" / "test.h5") as frames, \
             h5py.File(results / "codes" / "test.h5") as codes:
         assert frames["frames"].shape[1:] == (64, 64, 3)
-        assert frames["frames"].chunks == (1, 64, 64, 3)
+        assert frames["frames"].chunks == (CHUNK_ITEMS, 64, 64, 3)
         assert len(frames["video_ids"]) == 2
         assert codes["codes"].dtype == np.uint16
         # every frame is encoded, not just the first 16 as in the reference

@@ -1,4 +1,7 @@
-"""Stage: center-crop the frame shards of one split and pack them into the split's dataset.
+"""Stage: pack the center-cropped frame shards of one split into the split's dataset.
+
+The frames stage has already cut each frame's central square and resized it (cropping before
+resizing, as the reference did); this stage checks the shards' frame size and packs them.
 
 Videos are written sorted by video_id, so the result does not depend on sharding. The report
 (--manifest) lists every video of the split with its final status and reason, including those
@@ -17,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from lvt.data.dataset import FrameShard, VideoArraysWriter, dataset_video_id
-from lvt.data.frames import center_crop
 from lvt.data.sources import SourceRow, write_manifest
 from lvt.errors import InputError
 from lvt.stages.common import run_stage, stage_parser
@@ -26,10 +28,16 @@ log = logging.getLogger(__name__)
 
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    """Crop and pack --frames into --out, report to --manifest (settings: source, preprocess)."""
+    """Pack --frames into --out, report to --manifest (settings: source, preprocess)."""
     size = settings["preprocess"]["size"]
     with ExitStack() as stack:
         shards = [stack.enter_context(FrameShard(path)) for path in args.frames]
+        for shard in shards:
+            if shard.size != size:
+                raise InputError(
+                    f"{shard.path}: frames of side {shard.size}, preprocess.size is {size}; "
+                    "rerun the frames stage"
+                )
         owner = {row.video_id: shard for shard in shards for row in shard.rows}
         rows = sorted((row for shard in shards for row in shard.rows), key=lambda r: r.video_id)
         if len(owner) != len(rows):
@@ -45,7 +53,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
         with VideoArraysWriter(args.out, "frames", np.uint8, attrs, (size, size, 3)) as writer:
             for row in usable:
                 frames, fps = owner[row.video_id].frames(row.video_id)
-                writer.add(dataset_video_id(row), center_crop(frames, size))
+                writer.add(dataset_video_id(row), frames)
                 rates.append(round(fps, 3))
             writer.attrs["fps"] = _common_rate(rates)
     write_manifest(args.manifest, rows)

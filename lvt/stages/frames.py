@@ -1,9 +1,10 @@
-"""Stage: decode every trimmed clip of a shard into frames (resampled, short side resized).
+"""Stage: decode every trimmed clip of a shard into square frames (resampled, cropped, resized).
 
 Only the frames of each row's window [start, end) are kept (a clip also holds frames around it,
 see lvt.data.clips). Writes a frame shard (lvt.data.dataset.FrameShardWriter): one uint8
 (T, H, W, 3) dataset per decoded video, with its frame rate, and the clips manifest's rows with
-the status of this stage; a clip that cannot be decoded is recorded as `failed` and does not stop
+the status of this stage. Each frame is its central square resized to preprocess.size (see
+lvt.data.frames); a clip that cannot be decoded is recorded as `failed` and does not stop
 the job.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from lvt.data.clips import clip_path, clips_manifest
 from lvt.data.dataset import FrameShardWriter
-from lvt.data.frames import native_fps, read_frames
+from lvt.data.frames import read_frames
 from lvt.data.sources import read_manifest
 from lvt.errors import InputError
 from lvt.stages.common import run_stage, stage_parser
@@ -29,15 +30,14 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     fps, size = settings["preprocess"]["fps"], settings["preprocess"]["size"]
     rows = read_manifest(clips_manifest(args.clips))
     decoded = 0
-    with FrameShardWriter(args.out, {"short_side": size}) as shard:
+    with FrameShardWriter(args.out, size) as shard:
         for row in rows:
             if row.status != "ok":
                 shard.add(row)
                 continue
             clip = clip_path(args.clips, row.video_id)
             try:
-                frames = read_frames(clip, fps, size, window=(row.start, row.end))
-                frame_rate = fps or native_fps(clip)
+                frames, frame_rate = read_frames(clip, fps, size, window=(row.start, row.end))
             except InputError as error:
                 log.warning("%s", error)
                 reason = str(error).removeprefix(f"{clip}: ")

@@ -18,9 +18,8 @@ from typing import Any
 
 from lvt.atomic import atomic_path
 from lvt.config import ConfigError
-from lvt.data.clips import clip_path, clips_manifest, trim
+from lvt.data.clips import Window, clip_path, clips_manifest, trim_many
 from lvt.data.sources import SPLITS, read_manifest, shard_rows, write_manifest
-from lvt.errors import InputError
 from lvt.stages.common import run_stage, stage_parser
 
 log = logging.getLogger(__name__)
@@ -37,14 +36,16 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     results = []
     with atomic_path(args.out_dir) as tmp:
         tmp.mkdir()
+        todo = [row for row in rows if row.status == "ok"]
+        windows = [
+            Window(row.path, clip_path(tmp, row.video_id), row.start, row.end) for row in todo
+        ]
+        errors = dict(zip((row.video_id for row in todo), trim_many(windows), strict=True))
         for row in rows:
-            if row.status == "ok":
-                try:
-                    trim(row.path, clip_path(tmp, row.video_id), row.start, row.end)
-                except InputError as error:
-                    log.warning("%s", error)
-                    reason = str(error).removeprefix(f"{row.path}: ")
-                    row = row.with_status("failed", f"trim: {reason}")
+            if error := errors.get(row.video_id):
+                log.warning("%s", error)
+                reason = str(error).removeprefix(f"{row.path}: ")
+                row = row.with_status("failed", f"trim: {reason}")
             results.append(row)
         write_manifest(clips_manifest(tmp), results)
     trimmed = sum(row.status == "ok" for row in results)

@@ -23,7 +23,7 @@ if config["source"]["kind"] != "bair":
         localrule: True
 
     rule trim_shard:
-        """Cut each video of one shard to its time window (ffmpeg, frame-accurate)."""
+        """Cut each video of one shard to its time window (ffmpeg stream copies, batched)."""
         input:
             manifest=f"results/{RUN}/sources/manifest.tsv",
         output:
@@ -44,7 +44,7 @@ if config["source"]["kind"] != "bair":
             " --split {wildcards.split} --shard {wildcards.shard} --out-dir {output.clips} > {log} 2>&1"
 
     rule frames_shard:
-        """Decode one shard's clips (optional fps resampling) and resize the short side."""
+        """Decode one shard's clips (optional fps resampling): central square, resized (Lanczos)."""
         input:
             clips=f"results/{RUN}/clips/{{split}}/shard{{shard}}",
         output:
@@ -65,7 +65,7 @@ if config["source"]["kind"] != "bair":
             " --out {output.frames} > {log} 2>&1"
 
     rule crop_split:
-        """Center-crop every frame of a split and pack the split into one HDF5 dataset."""
+        """Pack a split's center-cropped frames into one HDF5 dataset (the frames jobs cropped them)."""
         input:
             frames=frame_shards,
         output:
