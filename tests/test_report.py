@@ -194,9 +194,11 @@ SHOWN_IMAGE = ("(() => { const img = document.querySelector("
 SHOWN_FRAME = "!!document.querySelector('.justify-center iframe[src^=\"data:text/html\"]')"
 LOADED_GIFS = ("(() => { const gifs = [...document.images].filter(img =>"
                " img.src.startsWith('data:image/gif'));"
-               " return gifs.every(img => img.complete && img.naturalWidth > 0) && gifs.length;"
+               " return document.readyState === 'complete'"
+               " && gifs.every(img => img.complete && img.naturalWidth > 0) && gifs.length;"
                " })()")
-"""How many GIFs the frame shows, once every one of them has loaded (falsy until then)."""
+"""How many GIFs the frame shows, once it has been parsed whole and every GIF in it has loaded
+(falsy until then)."""
 
 
 def show_rows(browser: Chromium, report: Path, *menu: str) -> int:
