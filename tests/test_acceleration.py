@@ -70,7 +70,7 @@ def vqvae_losses(data: Path, acceleration: Acceleration) -> list[float]:
     torch.manual_seed(0)
     model = VQVAE(VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2,
                               codebook_size=8))
-    task = VQVAETraining(model, VideoArrays(data / "frames.h5"), 4, 1e-3, (0.9, 0.9), 0, CPU,
+    task = VQVAETraining(model, VideoArrays(data / "frames.h5"), 4, 1e-3, (0.9, 0.9), 0,
                          acceleration=acceleration)
     return [task.step()["loss"] for _ in range(3)]
 
@@ -81,7 +81,7 @@ def transformer_losses(data: Path, acceleration: Acceleration) -> list[float]:
                                                stride=(4, 1, 1), encoder_block=(1, 4, 4),
                                                decoder_block=(1, 4, 4)))
     task = TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"), 4, 1, 2,
-                               optimizer(model, lr=1e-3), 0, CPU, acceleration=acceleration)
+                               optimizer(model, lr=1e-3), 0, acceleration=acceleration)
     return [task.step()["loss"] for _ in range(3)]
 
 

@@ -51,8 +51,7 @@ def vqvae_task(data: Path, distributed: Distributed, seed: int,
     torch.manual_seed(seed)
     model = VQVAE(VQVAEConfig(**TINY_VQVAE, dead_code_threshold=dead_code_threshold))
     return VQVAETraining(model, VideoArrays(data / "frames.h5"), BATCH, lr=1e-4,
-                         betas=(0.9, 0.9), seed=seed, device=torch.device("cpu"),
-                         distributed=distributed)
+                         betas=(0.9, 0.9), seed=seed, distributed=distributed)
 
 
 def transformer_task(data: Path, distributed: Distributed, seed: int) -> TransformerTraining:
@@ -60,7 +59,7 @@ def transformer_task(data: Path, distributed: Distributed, seed: int) -> Transfo
     model = VideoTransformer(TRANSFORMER)
     return TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"), clip_frames=8,
                                n_prime=5, batch_size=BATCH, optimizer=optimizer(model, lr=1e-3),
-                               seed=seed, device=torch.device("cpu"), distributed=distributed)
+                               seed=seed, distributed=distributed)
 
 
 TASKS: dict[str, Callable[[Path, Distributed, int], TrainingTask]] = {

@@ -36,7 +36,7 @@ def frames_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_task(frames_file: Path) -> VQVAETraining:
     torch.manual_seed(1)
     return VQVAETraining(VQVAE(TINY), VideoArrays(frames_file), batch_size=4, lr=1e-3,
-                         betas=(0.9, 0.9), seed=7, device=torch.device("cpu"))
+                         betas=(0.9, 0.9), seed=7)
 
 
 def run(task: VQVAETraining, steps: int, state_dir: Path, fingerprint: str = "f") -> Path:

@@ -41,7 +41,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                             momentum=train_settings["momentum"], eps=train_settings["eps"])
         task = TransformerTraining(model, codes, train_settings["clip_frames"],
                                    train_settings["n_prime"], train_settings["batch_size"],
-                                   rmsprop, train_settings["seed"], device, distributed,
+                                   rmsprop, train_settings["seed"], distributed,
                                    Acceleration.from_settings(train_settings, device))
         train_and_publish(args, task, LoopSettings.from_settings(train_settings),
                           fingerprint(settings, args.codes), "transformer", config, model,

@@ -36,8 +36,8 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                  frames.num_items, frames.num_videos, args.dataset, device,
                  distributed.world_size)
         task = VQVAETraining(model, frames, train_settings["batch_size"], train_settings["lr"],
-                             tuple(train_settings["betas"]), train_settings["seed"], device,
-                             distributed, Acceleration.from_settings(train_settings, device),
+                             tuple(train_settings["betas"]), train_settings["seed"], distributed,
+                             Acceleration.from_settings(train_settings, device),
                              fused_adam=train_settings["fused_adam"] and device.type == "cuda")
         train_and_publish(args, task, LoopSettings.from_settings(train_settings),
                           fingerprint(settings, args.dataset), "vqvae", config, model,

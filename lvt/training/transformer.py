@@ -23,6 +23,7 @@ class TransformerTraining:
     A clip comes from a uniformly drawn video at a uniformly drawn start; videos shorter than
     a clip are left out (the reference rejected them one by one). `batch_size` is the global
     batch: with several processes each draws the same clips and slices and trains on its share.
+    The task trains on `distributed.device`; the default is one process on the CPU.
     """
 
     def __init__(
@@ -34,11 +35,10 @@ class TransformerTraining:
         batch_size: int,
         optimizer: torch.optim.Optimizer,
         seed: int,
-        device: torch.device,
         distributed: Distributed = SINGLE_PROCESS,
         acceleration: Acceleration = PLAIN,
     ) -> None:
-        self.model = model.to(device).train()
+        self.model = model.to(distributed.device).train()
         self.network = acceleration.prepare(distributed.wrap(self.model))
         self.optimizer = optimizer
         self.codes = codes
@@ -46,7 +46,7 @@ class TransformerTraining:
         self.n_prime = n_prime
         self.batch_size = batch_size
         self.share = distributed.share(batch_size)
-        self.device = device
+        self.device = distributed.device
         self.distributed = distributed
         self.acceleration = acceleration
         self.generator = torch.Generator().manual_seed(seed)

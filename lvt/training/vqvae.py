@@ -19,7 +19,8 @@ class VQVAETraining:
     """One step = one batch of frames drawn uniformly from the whole training split.
 
     `batch_size` is the global batch: with several processes each trains on its share of the
-    same draw, and the metrics are those of the whole batch.
+    same draw, and the metrics are those of the whole batch. The task trains on
+    `distributed.device`; the default is one process on the CPU.
     """
 
     def __init__(
@@ -30,18 +31,17 @@ class VQVAETraining:
         lr: float,
         betas: tuple[float, float],
         seed: int,
-        device: torch.device,
         distributed: Distributed = SINGLE_PROCESS,
         acceleration: Acceleration = PLAIN,
         fused_adam: bool = False,
     ) -> None:
-        self.model = model.to(device).train()
+        self.model = model.to(distributed.device).train()
         self.network = acceleration.prepare(distributed.wrap(self.model))
         self.optimizers = vqvae.optimizers(model, lr=lr, betas=betas, fused=fused_adam)
         self.frames = frames
         self.batch_size = batch_size
         self.share = distributed.share(batch_size)
-        self.device = device
+        self.device = distributed.device
         self.distributed = distributed
         self.acceleration = acceleration
         self.generator = torch.Generator().manual_seed(seed)
