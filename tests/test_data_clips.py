@@ -170,3 +170,12 @@ def test_a_bad_source_fails_only_its_own_window(sparse_keyframes, tmp_path):
     assert str(errors[1]).startswith(f"{text}: ffmpeg could not trim it")
     assert "empty window" in str(errors[3])
     assert sorted(path.name for path in out.iterdir()) == ["after.mp4", "before.mp4"]
+
+
+def test_windows_into_different_folders_are_cut_one_by_one(sparse_keyframes, tmp_path):
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+    windows = [Window(sparse_keyframes, folder / "clip.mp4", 0.5, 1.7) for folder in folders]
+    assert trim_many(windows) == [None, None]
+    assert all((folder / "clip.mp4").is_file() for folder in folders)

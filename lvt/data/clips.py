@@ -110,12 +110,13 @@ def trim_many(windows: Sequence[Window]) -> list[InputError | None]:
     only its own clip. A batch that ffmpeg rejects, and any clip of it with no frame in its window,
     is redone one window at a time by `trim`, which re-encodes where a copy cannot be made and
     names the source in its error. Each process copies the first video stream that is not a cover
-    picture of each source.
+    picture of each source. Batches whose targets lie in different folders are cut one by one.
     """
     errors: list[InputError | None] = []
     for first in range(0, len(windows), BATCH_SIZE):
         batch = windows[first : first + BATCH_SIZE]
-        copied = _copy_together(batch) if len(batch) > 1 else [False]
+        together = len(batch) > 1 and len({window.target.parent for window in batch}) == 1
+        copied = _copy_together(batch) if together else [False] * len(batch)
         for window, done in zip(batch, copied, strict=True):
             error = None
             if not done:
