@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -282,7 +282,7 @@ def test_clip_codes(codes: VideoArrays, videos: list[int], frames: int) -> np.nd
 
 
 def real_clips(
-    frames: VideoArrays, videos: list[int] | np.ndarray, length: int, batch_size: int
+    frames: VideoArrays, videos: Sequence[int] | np.ndarray, length: int, batch_size: int
 ) -> Iterator[np.ndarray]:
     """The first `length` frames (B, length, H, W, 3) of the test videos, batch by batch."""
     for start in range(0, len(videos), batch_size):

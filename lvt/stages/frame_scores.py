@@ -10,13 +10,7 @@ from typing import Any
 
 from lvt.atomic import write_json
 from lvt.checkpoints import file_sha256
-from lvt.evaluation import (
-    decoded_clips,
-    prediction_summary,
-    real_clips,
-    scores_against_truth,
-    test_clip_codes,
-)
+from lvt.evaluation import prediction_summary, scores_against_truth
 from lvt.stages.common import run_stage, stage_parser
 from lvt.stages.scoring_common import add_scoring_arguments, scoring_inputs
 
@@ -24,17 +18,12 @@ log = logging.getLogger("lvt.stages.frame_scores")
 
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    run = scoring_inputs(args, settings["fvd"])
-    protocol, vqvae, device = run.protocol, run.models.vqvae, run.device
-    batch = settings["evaluate"]["i3d_batch_size"]
-    videos, owners = list(protocol.videos), run.samples.jobs[:, 1]
-    reconstructed = scores_against_truth(
-        real_clips(run.frames, videos, protocol.frames, batch),
-        decoded_clips(vqvae, test_clip_codes(run.codes, videos, protocol.frames), device, batch),
-        protocol.n_prime, device)
-    sampled = scores_against_truth(
-        real_clips(run.frames, owners, protocol.frames, batch),
-        decoded_clips(vqvae, run.samples.codes, device, batch), protocol.n_prime, device)
+    run = scoring_inputs(args, settings)
+    protocol, owners = run.protocol, run.samples.jobs[:, 1]
+    reconstructed = scores_against_truth(run.real_clips(protocol.videos),
+                                         run.reconstructed_clips(), protocol.n_prime, run.device)
+    sampled = scores_against_truth(run.real_clips(owners), run.generated_clips(),
+                                   protocol.n_prime, run.device)
     summary = prediction_summary(sampled, owners, reconstructed, protocol.n_prime)
     log.info("predicted frames: PSNR %.2f dB best of %d, %.2f dB mean; SSIM %.4f best, %.4f mean",
              summary["psnr_db_best_of_k"], summary["k"], summary["psnr_db_mean"],

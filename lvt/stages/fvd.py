@@ -14,14 +14,7 @@ from typing import Any
 
 from lvt.atomic import write_json
 from lvt.checkpoints import file_sha256
-from lvt.evaluation import (
-    decoded_clips,
-    embed,
-    fvd_protocol,
-    fvd_scores,
-    real_clips,
-    test_clip_codes,
-)
+from lvt.evaluation import embed, fvd_protocol, fvd_scores
 from lvt.fvd import load_i3d
 from lvt.stages.common import run_stage, select_device, stage_parser
 from lvt.stages.scoring_common import add_scoring_arguments, scoring_inputs
@@ -31,16 +24,13 @@ log = logging.getLogger("lvt.stages.fvd")
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     i3d = load_i3d(select_device("auto", args.threads))  # first: it may lack its weights
-    run = scoring_inputs(args, settings["fvd"])
-    protocol, vqvae = run.protocol, run.models.vqvae
-    batch = settings["evaluate"]["i3d_batch_size"]
-    videos = list(protocol.videos)
-    real = embed(i3d, real_clips(run.frames, videos, protocol.frames, batch), batch)
+    run = scoring_inputs(args, settings)
+    protocol, batch = run.protocol, run.batch_size
+    real = embed(i3d, run.real_clips(protocol.videos), batch)
     log.info("embedded %d real clips", len(real))
-    reconstructed = embed(i3d, decoded_clips(
-        vqvae, test_clip_codes(run.codes, videos, protocol.frames), run.device, batch), batch)
+    reconstructed = embed(i3d, run.reconstructed_clips(), batch)
     log.info("embedded %d reconstructed clips", len(reconstructed))
-    generated = embed(i3d, decoded_clips(vqvae, run.samples.codes, run.device, batch), batch)
+    generated = embed(i3d, run.generated_clips(), batch)
     log.info("embedded %d generated clips", len(generated))
     scores = fvd_scores(real, reconstructed, generated, run.samples.jobs[:, 0])
     log.info("FVD %.2f (samples vs real), %.2f (samples vs reconstructions), "

@@ -4,14 +4,24 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lvt.data.dataset import VideoArrays
-from lvt.evaluation import Protocol, ProtocolSamples, protocol_videos, read_protocol_samples
+from lvt.evaluation import (
+    Protocol,
+    ProtocolSamples,
+    decoded_clips,
+    protocol_videos,
+    read_protocol_samples,
+    real_clips,
+    test_clip_codes,
+)
 from lvt.generate import TrainedModels, load_trained_models
 from lvt.stages.common import add_model_inputs, add_threads_option, select_device
 
@@ -33,7 +43,8 @@ def protocol_from_settings(options: dict[str, Any], codes: VideoArrays) -> Proto
 @dataclass(frozen=True)
 class ScoringInputs:
     """What the scoring stages share: the device, both models, the test split, the protocol's
-    samples gathered from every shard."""
+    samples gathered from every shard, and the three kinds of clip they score, in batches of
+    `batch_size` (evaluate.i3d_batch_size)."""
 
     device: torch.device
     models: TrainedModels
@@ -41,16 +52,32 @@ class ScoringInputs:
     frames: VideoArrays
     protocol: Protocol
     samples: ProtocolSamples
+    batch_size: int
+
+    def real_clips(self, videos: Sequence[int] | np.ndarray) -> Iterator[np.ndarray]:
+        """The protocol's first frames of these test videos, as they are."""
+        return real_clips(self.frames, videos, self.protocol.frames, self.batch_size)
+
+    def reconstructed_clips(self) -> Iterator[np.ndarray]:
+        """The protocol's test clips, their true codes decoded by the VQ-VAE."""
+        codes = test_clip_codes(self.codes, list(self.protocol.videos), self.protocol.frames)
+        return decoded_clips(self.models.vqvae, codes, self.device, self.batch_size)
+
+    def generated_clips(self) -> Iterator[np.ndarray]:
+        """The protocol's sampled clips, decoded by the VQ-VAE."""
+        return decoded_clips(self.models.vqvae, self.samples.codes, self.device, self.batch_size)
 
 
-def scoring_inputs(args: argparse.Namespace, options: dict[str, Any]) -> ScoringInputs:
-    """Load the inputs named by `add_scoring_arguments` under the `fvd` section `options`."""
+def scoring_inputs(args: argparse.Namespace, settings: dict[str, Any]) -> ScoringInputs:
+    """Load the inputs named by `add_scoring_arguments` under the `fvd` and `evaluate` sections
+    of `settings`."""
     device = select_device("auto", args.threads)
     models = load_trained_models(args.vqvae, args.transformer, device)
     codes = VideoArrays(args.codes, "codes")
-    protocol = protocol_from_settings(options, codes)
+    protocol = protocol_from_settings(settings["fvd"], codes)
     return ScoringInputs(device, models, codes, VideoArrays(args.dataset, "frames"), protocol,
-                         read_protocol_samples(args.samples, protocol))
+                         read_protocol_samples(args.samples, protocol),
+                         settings["evaluate"]["i3d_batch_size"])
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
