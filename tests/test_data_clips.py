@@ -133,17 +133,19 @@ def test_trim_failures_name_the_source_and_leave_nothing(sparse_keyframes, tmp_p
 
 def test_trim_many_cuts_a_batch_with_one_process_like_trim(sparse_keyframes, tmp_path, monkeypatch):
     """Good windows come out of the batch's one ffmpeg run, packet for packet what `trim` writes;
-    only the window past the video's end is redone alone, and fails alone."""
+    only the window past the video's end and the empty one are cut alone, and fail alone."""
     out = tmp_path / "clips"
     out.mkdir()
     good = [(0.5, 1.7), (1.9, 2.4), (0.0, 3.0)]
     windows = [Window(sparse_keyframes, out / f"good{i}.mp4", *span) for i, span in enumerate(good)]
     windows.append(Window(sparse_keyframes, out / "late.mp4", 10.0, 11.0))
+    windows.insert(1, Window(sparse_keyframes, out / "empty.mp4", 2.0, 1.0))
     alone = []
     monkeypatch.setattr(clips, "trim", lambda *args: alone.append(args) or trim(*args))
     errors = trim_many(windows)
+    assert "empty window" in str(errors.pop(1))
     assert errors[:3] == [None] * 3 and "no video frame" in str(errors[3])
-    assert [args[1].name for args in alone] == ["late.mp4"]
+    assert [args[1].name for args in alone] == ["empty.mp4", "late.mp4"]
     assert sorted(path.name for path in out.iterdir()) == ["good0.mp4", "good1.mp4", "good2.mp4"]
     for index, (start, end) in enumerate(good):
         single = tmp_path / f"single{index}.mp4"

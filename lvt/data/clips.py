@@ -110,13 +110,13 @@ def trim_many(windows: Sequence[Window]) -> list[InputError | None]:
     only its own clip. A batch that ffmpeg rejects, and any clip of it with no frame in its window,
     is redone one window at a time by `trim`, which re-encodes where a copy cannot be made and
     names the source in its error. Each process copies the first video stream that is not a cover
-    picture of each source. Batches whose targets lie in different folders are cut one by one.
+    picture of each source. Empty windows are left to `trim` (for its error), and batches whose
+    targets lie in different folders are cut one by one.
     """
     errors: list[InputError | None] = []
     for first in range(0, len(windows), BATCH_SIZE):
         batch = windows[first : first + BATCH_SIZE]
-        together = len(batch) > 1 and len({window.target.parent for window in batch}) == 1
-        copied = _copy_together(batch) if together else [False] * len(batch)
+        copied = _copy_together(batch)
         for window, done in zip(batch, copied, strict=True):
             error = None
             if not done:
@@ -129,18 +129,23 @@ def trim_many(windows: Sequence[Window]) -> list[InputError | None]:
 
 
 def _copy_together(windows: Sequence[Window]) -> list[bool]:
-    """Stream-copy the windows with one ffmpeg process into a scratch folder; move each clip that
-    has a frame in its window to its target. Which were moved (none if ffmpeg failed).
+    """Stream-copy the non-empty windows with one ffmpeg process into a scratch folder; move each
+    clip that has a frame in its window to its target. Which were moved: none if ffmpeg failed,
+    or if fewer than two windows are non-empty or their targets lie in different folders.
 
     Sources are opened without probe decoding (PROBE_WITHOUT_DECODING); a source that needs it
     fails the batch and gets `trim`'s ordinary open.
     """
-    if any(window.end <= window.start for window in windows):
-        return [False] * len(windows)
+    moved = [False] * len(windows)
+    batch = [index for index, window in enumerate(windows) if window.end > window.start]
+    if len(batch) < 2 or len({windows[index].target.parent for index in batch}) > 1:
+        return moved
     outputs = []
-    with tempfile.TemporaryDirectory(dir=windows[0].target.parent, prefix=".trim-") as scratch:
-        scratch_clips = [Path(scratch) / f"{index}.mp4" for index in range(len(windows))]
-        for window, clip in zip(windows, scratch_clips, strict=True):
+    folder = windows[batch[0]].target.parent
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".trim-") as scratch:
+        scratch_clips = {index: Path(scratch) / f"{index}.mp4" for index in batch}
+        for index, clip in scratch_clips.items():
+            window = windows[index]
             seconds = window.end - window.start + TAIL_SECONDS
             source = ffmpeg.input(
                 str(window.source),
@@ -153,16 +158,15 @@ def _copy_together(windows: Sequence[Window]) -> list[bool]:
         try:
             command.run(cmd=ffmpeg_executable(), capture_stdout=True, capture_stderr=True)
         except ffmpeg.Error:
-            return [False] * len(windows)
-        moved = []
-        for window, clip in zip(windows, scratch_clips, strict=True):
+            return moved
+        for index, clip in scratch_clips.items():
+            window = windows[index]
             try:
-                found = _has_packet_in(clip, window.start, window.end)
+                moved[index] = _has_packet_in(clip, window.start, window.end)
             except (av.FFmpegError, OSError):
-                found = False
-            if found:
+                continue
+            if moved[index]:
                 os.replace(clip, window.target)
-            moved.append(found)
         return moved
 
 
