@@ -198,7 +198,7 @@ def sample_jobs(
 ) -> np.ndarray:
     """Code clips (B, frames, codebooks, h, w) uint16 completing the test videos of `jobs` rows
     (trial, video, sample) from their ground-truth priming codes."""
-    prime = np.stack([codes.clip(int(video), 0, protocol.n_prime) for video in jobs[:, 1]])
+    prime = first_clips(codes, jobs[:, 1], protocol.n_prime)
     prime_codes = torch.from_numpy(prime.astype(np.int64)).permute(0, 2, 1, 3, 4).to(device)
     videos = complete_videos(transformer, prime_codes, protocol.frames, protocol.temperature,
                              generator)
@@ -276,9 +276,11 @@ def read_protocol_samples(paths: list[Path], protocol: Protocol) -> ProtocolSamp
     return ProtocolSamples(np.concatenate(codes)[order], all_jobs[order])
 
 
-def test_clip_codes(codes: VideoArrays, videos: list[int], frames: int) -> np.ndarray:
-    """Ground-truth codes (V, frames, codebooks, h, w) of the first `frames` frames."""
-    return np.stack([codes.clip(video, 0, frames) for video in videos])
+def first_clips(
+    arrays: VideoArrays, videos: Sequence[int] | np.ndarray, length: int
+) -> np.ndarray:
+    """The first `length` items of each of these videos, stacked: (V, length, *item shape)."""
+    return np.stack([arrays.clip(int(video), 0, length) for video in videos])
 
 
 def real_clips(
@@ -286,7 +288,7 @@ def real_clips(
 ) -> Iterator[np.ndarray]:
     """The first `length` frames (B, length, H, W, 3) of the test videos, batch by batch."""
     for start in range(0, len(videos), batch_size):
-        yield np.stack([frames.clip(int(v), 0, length) for v in videos[start:start + batch_size]])
+        yield first_clips(frames, videos[start:start + batch_size], length)
 
 
 def decoded_clips(

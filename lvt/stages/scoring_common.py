@@ -17,10 +17,10 @@ from lvt.evaluation import (
     Protocol,
     ProtocolSamples,
     decoded_clips,
+    first_clips,
     protocol_videos,
     read_protocol_samples,
     real_clips,
-    test_clip_codes,
 )
 from lvt.generate import TrainedModels, load_trained_models
 from lvt.stages.common import add_model_inputs, add_threads_option, select_device
@@ -60,7 +60,7 @@ class ScoringInputs:
 
     def reconstructed_clips(self) -> Iterator[np.ndarray]:
         """The protocol's test clips, their true codes decoded by the VQ-VAE."""
-        codes = test_clip_codes(self.codes, list(self.protocol.videos), self.protocol.frames)
+        codes = first_clips(self.codes, self.protocol.videos, self.protocol.frames)
         return decoded_clips(self.models.vqvae, codes, self.device, self.batch_size)
 
     def generated_clips(self) -> Iterator[np.ndarray]:
