@@ -30,7 +30,10 @@ rule evaluate:
 
 
 rule fvd:
-    """FVD: samples vs real clips, samples vs VQ-VAE reconstructions, reconstructions vs real."""
+    """FVD: samples vs real clips, samples vs VQ-VAE reconstructions, reconstructions vs real.
+
+    frame_scores runs the same way on the same inputs, with its own stage module.
+    """
     input:
         vqvae=f"results/{RUN}/vqvae/model.pt",
         transformer=f"results/{RUN}/transformer/model.pt",
@@ -40,6 +43,7 @@ rule fvd:
     output:
         scores=f"results/{RUN}/evaluation/fvd.json",
     params:
+        stage="lvt.stages.fvd",
         settings=settings("fvd", "evaluate"),
     log:
         f"results/{RUN}/logs/fvd.log",
@@ -52,34 +56,18 @@ rule fvd:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.fvd --settings {params.settings:q} --vqvae {input.vqvae}"
+        "python -m {params.stage} --settings {params.settings:q} --vqvae {input.vqvae}"
         " --transformer {input.transformer} --codes {input.codes} --dataset {input.dataset}"
         " --samples {input.samples} --threads {threads} --out {output.scores} > {log} 2>&1"
 
 
-rule frame_scores:
+use rule fvd as frame_scores with:
     """PSNR and SSIM of the predicted frames per time step: best of K samples and their mean."""
-    input:
-        vqvae=f"results/{RUN}/vqvae/model.pt",
-        transformer=f"results/{RUN}/transformer/model.pt",
-        codes=f"results/{RUN}/codes/test.h5",
-        dataset=f"results/{RUN}/data/test.h5",
-        samples=fvd_sample_shards,
     output:
         scores=f"results/{RUN}/evaluation/frame_scores.json",
     params:
-        settings=settings("fvd", "evaluate"),
+        stage="lvt.stages.frame_scores",
     log:
         f"results/{RUN}/logs/frame_scores.log",
     benchmark:
         f"results/{RUN}/benchmarks/frame_scores.tsv"
-    threads: 2
-    resources:
-        mem_mb=16000,
-        gpu=1,
-    conda:
-        ENV
-    shell:
-        "python -m lvt.stages.frame_scores --settings {params.settings:q} --vqvae {input.vqvae}"
-        " --transformer {input.transformer} --codes {input.codes} --dataset {input.dataset}"
-        " --samples {input.samples} --threads {threads} --out {output.scores} > {log} 2>&1"
