@@ -68,6 +68,15 @@ def test_plot_is_an_svg_with_every_series(tmp_path: Path) -> None:
     assert all(name in svg for name in ("loss_reconstruction", "loss_commitment"))
 
 
+class DevToolsError(AssertionError):
+    """A command that Chromium answered with an error."""
+
+
+FRAME_CONTEXT_GONE = ("Cannot find context with specified id", "Execution context was destroyed")
+"""The errors of an evaluation in a frame that navigated (about:blank to its document) after its
+execution context was looked up."""
+
+
 class Chromium:
     """Headless Chromium and one page in it, driven over the DevTools protocol on a pipe."""
 
@@ -113,7 +122,7 @@ class Chromium:
             reply = self._read_message()
             if reply.get("id") == self._next_id:
                 if "error" in reply:
-                    raise AssertionError(f"{method}: {reply['error']}")
+                    raise DevToolsError(f"{method}: {reply['error']}")
                 return reply["result"]
 
     def _read_message(self) -> dict[str, Any]:
@@ -167,7 +176,12 @@ class Chromium:
             if children:
                 context = self.send("Page.createIsolatedWorld",
                                     frameId=children[0]["frame"]["id"])["executionContextId"]
-                value = self.evaluate(expression, context)
+                try:
+                    value = self.evaluate(expression, context)
+                except DevToolsError as error:
+                    if not any(gone in str(error) for gone in FRAME_CONTEXT_GONE):
+                        raise
+                    value = None
                 if value:
                     return value
             time.sleep(0.1)
