@@ -5,16 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lvt.tensors import to_device
+
 
 def frames_to_images(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 frames (N, H, W, 3) -> float images (N, 3, H, W) in [0, 1] on `device`.
-
-    For a GPU the frames go through pinned memory, so the copy runs without a staging copy.
-    """
-    images = torch.from_numpy(np.ascontiguousarray(frames))
-    if device.type == "cuda":
-        images = images.pin_memory()
-    images = images.to(device, non_blocking=True)
+    """uint8 frames (N, H, W, 3) -> float images (N, 3, H, W) in [0, 1] on `device`."""
+    images = to_device(torch.from_numpy(np.ascontiguousarray(frames)), device)
     return images.permute(0, 3, 1, 2).float().div_(255.0)
 
 

@@ -13,6 +13,7 @@ from lvt.errors import InputError
 from lvt.metrics import nats_to_bits
 from lvt.models import transformer
 from lvt.models.transformer import VideoTransformer
+from lvt.tensors import to_device
 from lvt.training.acceleration import PLAIN, Acceleration
 from lvt.training.distributed import SINGLE_PROCESS, Distributed
 
@@ -70,9 +71,7 @@ class TransformerTraining:
             start = int(offset * (self.max_start[pick] + 1))
             batch.append(self.codes.clip(int(self.videos[pick]), start, self.clip_frames))
         clips = torch.from_numpy(np.stack(batch).astype(np.int64))
-        if self.device.type == "cuda":
-            clips = clips.pin_memory()
-        return clips.permute(0, 2, 1, 3, 4).to(self.device, non_blocking=True)
+        return to_device(clips, self.device).permute(0, 2, 1, 3, 4)
 
     def step(self) -> dict[str, float]:
         clips = self.clips()
