@@ -16,9 +16,10 @@ from lvt.models.transformer import VideoTransformer
 from lvt.tensors import to_device
 from lvt.training.acceleration import PLAIN, Acceleration
 from lvt.training.distributed import SINGLE_PROCESS, Distributed
+from lvt.training.placement import PlacedTask
 
 
-class TransformerTraining:
+class TransformerTraining(PlacedTask):
     """One step = `batch_size` clips of `clip_frames` code frames, each with one random slice.
 
     A clip comes from a uniformly drawn video at a uniformly drawn start; videos shorter than
@@ -39,18 +40,11 @@ class TransformerTraining:
         distributed: Distributed = SINGLE_PROCESS,
         acceleration: Acceleration = PLAIN,
     ) -> None:
-        self.model = model.to(distributed.device).train()
-        self.network = acceleration.prepare(distributed.wrap(self.model))
+        super().__init__(model, batch_size, seed, distributed, acceleration)
         self.optimizer = optimizer
         self.codes = codes
         self.clip_frames = clip_frames
         self.n_prime = n_prime
-        self.batch_size = batch_size
-        self.share = distributed.share(batch_size)
-        self.device = distributed.device
-        self.distributed = distributed
-        self.acceleration = acceleration
-        self.generator = torch.Generator().manual_seed(seed)
         lengths = np.asarray(codes.lengths)
         self.videos = np.flatnonzero(lengths >= clip_frames)
         if not len(self.videos):

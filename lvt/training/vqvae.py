@@ -13,9 +13,10 @@ from lvt.metrics import psnr_from_mse
 from lvt.models import vqvae
 from lvt.training.acceleration import PLAIN, Acceleration
 from lvt.training.distributed import SINGLE_PROCESS, Distributed
+from lvt.training.placement import PlacedTask
 
 
-class VQVAETraining:
+class VQVAETraining(PlacedTask):
     """One step = one batch of frames drawn uniformly from the whole training split.
 
     `batch_size` is the global batch: with several processes each trains on its share of the
@@ -35,16 +36,9 @@ class VQVAETraining:
         acceleration: Acceleration = PLAIN,
         fused_adam: bool = False,
     ) -> None:
-        self.model = model.to(distributed.device).train()
-        self.network = acceleration.prepare(distributed.wrap(self.model))
+        super().__init__(model, batch_size, seed, distributed, acceleration)
         self.optimizers = vqvae.optimizers(model, lr=lr, betas=betas, fused=fused_adam)
         self.frames = frames
-        self.batch_size = batch_size
-        self.share = distributed.share(batch_size)
-        self.device = distributed.device
-        self.distributed = distributed
-        self.acceleration = acceleration
-        self.generator = torch.Generator().manual_seed(seed)
 
     def step(self) -> dict[str, float]:
         indices = torch.randint(self.frames.num_items, (self.batch_size,), generator=self.generator)
