@@ -11,6 +11,14 @@ SPLITS = ["train", "test"]
 SHARDS = list(range(config["preprocess"]["shards"]))
 FVD_SHARDS = list(range(config["fvd"]["shards"]))
 ENV = "../../envs/lvt.yaml"
+# What the sampling and scoring rules read (`input: **TRAINED_MODELS`): both trained models and
+# the test split's codes, which prime the samples.
+TRAINED_MODELS = {
+    "vqvae": f"results/{RUN}/vqvae/model.pt",
+    "transformer": f"results/{RUN}/transformer/model.pt",
+    "codes": f"results/{RUN}/codes/test.h5",
+}
+TEST_DATASET = f"results/{RUN}/data/test.h5"
 
 
 wildcard_constraints:

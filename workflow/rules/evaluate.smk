@@ -5,10 +5,8 @@
 rule evaluate:
     """Reconstruction PSNR, bits per code against the codes' unigram entropy."""
     input:
-        vqvae=f"results/{RUN}/vqvae/model.pt",
-        transformer=f"results/{RUN}/transformer/model.pt",
-        codes=f"results/{RUN}/codes/test.h5",
-        dataset=f"results/{RUN}/data/test.h5",
+        **TRAINED_MODELS,
+        dataset=TEST_DATASET,
     output:
         metrics=f"results/{RUN}/evaluation/metrics.json",
     params:
@@ -35,10 +33,8 @@ rule fvd:
     frame_scores runs the same way on the same inputs, with its own stage module.
     """
     input:
-        vqvae=f"results/{RUN}/vqvae/model.pt",
-        transformer=f"results/{RUN}/transformer/model.pt",
-        codes=f"results/{RUN}/codes/test.h5",
-        dataset=f"results/{RUN}/data/test.h5",
+        **TRAINED_MODELS,
+        dataset=TEST_DATASET,
         samples=fvd_sample_shards,
     output:
         scores=f"results/{RUN}/evaluation/fvd.json",

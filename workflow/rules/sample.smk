@@ -4,10 +4,8 @@
 rule sample:
     """Sample the frames after the priming ones; write PNGs, GIFs and the sampled codes."""
     input:
-        vqvae=f"results/{RUN}/vqvae/model.pt",
-        transformer=f"results/{RUN}/transformer/model.pt",
-        codes=f"results/{RUN}/codes/test.h5",
-        dataset=f"results/{RUN}/data/test.h5",
+        **TRAINED_MODELS,
+        dataset=TEST_DATASET,
     output:
         samples=directory(f"results/{RUN}/samples"),
     params:
@@ -38,9 +36,7 @@ rule fvd_sample:
 rule fvd_sample_shard:
     """Sample one shard of the fvd protocol's clips (test videos x samples x trials), batched."""
     input:
-        vqvae=f"results/{RUN}/vqvae/model.pt",
-        transformer=f"results/{RUN}/transformer/model.pt",
-        codes=f"results/{RUN}/codes/test.h5",
+        **TRAINED_MODELS,
     output:
         samples=f"results/{RUN}/evaluation/samples/shard{{shard}}.h5",
     params:
