@@ -31,7 +31,11 @@ class PlacedTask:
         self.network = acceleration.prepare(distributed.wrap(self.model))
         self.batch_size = batch_size
         self.share = distributed.share(batch_size)
-        self.device = distributed.device
         self.distributed = distributed
         self.acceleration = acceleration
         self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the task trains: its process's device."""
+        return self.distributed.device
