@@ -11,9 +11,9 @@ SPLITS = ["train", "test"]
 SHARDS = list(range(config["preprocess"]["shards"]))
 FVD_SHARDS = list(range(config["fvd"]["shards"]))
 ENV = "../../envs/lvt.yaml"
-# What the sampling and scoring rules read (`input: **TRAINED_MODELS`): both trained models and
-# the test split's codes, which prime the samples.
-TRAINED_MODELS = {
+# What the sampling and scoring rules read (`input: **MODELS_AND_TEST_CODES`): both trained
+# models, and the test split's codes, which prime the samples.
+MODELS_AND_TEST_CODES = {
     "vqvae": f"results/{RUN}/vqvae/model.pt",
     "transformer": f"results/{RUN}/transformer/model.pt",
     "codes": f"results/{RUN}/codes/test.h5",

@@ -5,7 +5,7 @@
 rule evaluate:
     """Reconstruction PSNR, bits per code against the codes' unigram entropy."""
     input:
-        **TRAINED_MODELS,
+        **MODELS_AND_TEST_CODES,
         dataset=TEST_DATASET,
     output:
         metrics=f"results/{RUN}/evaluation/metrics.json",
@@ -33,7 +33,7 @@ rule fvd:
     frame_scores runs the same way on the same inputs, with its own stage module.
     """
     input:
-        **TRAINED_MODELS,
+        **MODELS_AND_TEST_CODES,
         dataset=TEST_DATASET,
         samples=fvd_sample_shards,
     output:

@@ -4,7 +4,7 @@
 rule sample:
     """Sample the frames after the priming ones; write PNGs, GIFs and the sampled codes."""
     input:
-        **TRAINED_MODELS,
+        **MODELS_AND_TEST_CODES,
         dataset=TEST_DATASET,
     output:
         samples=directory(f"results/{RUN}/samples"),
@@ -36,7 +36,7 @@ rule fvd_sample:
 rule fvd_sample_shard:
     """Sample one shard of the fvd protocol's clips (test videos x samples x trials), batched."""
     input:
-        **TRAINED_MODELS,
+        **MODELS_AND_TEST_CODES,
     output:
         samples=f"results/{RUN}/evaluation/samples/shard{{shard}}.h5",
     params:
