@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
+from fractions import Fraction
+
 import av
+import av.filter
 import numpy as np
 import pytest
+from av.video.reformatter import Interpolation
 from PIL import Image
 
-from lvt.data.frames import INTERPOLATION, _crop_graph, read_frames
+from lvt.data.clips import ffmpeg_executable
+from lvt.data.frames import read_frames
+from lvt.data.sources import HEADERS_ONLY
 from lvt.data.synthetic import write_synthetic_videos
 from lvt.errors import InputError
 
@@ -85,19 +94,76 @@ def test_resized_frames_keep_the_content(small_videos):
     assert np.abs(pooled - half).mean() < 4
 
 
-def test_planar_rgb_path_gives_the_packed_rgb_pixels(small_videos):
-    """The resize goes through swscale's planar RGB output, and our own interleaving of its
-    planes, for speed; same bytes as rgb24."""
-    crop = _crop_graph(64, 48, "yuv420p")
-    packed = []
-    with av.open(small_videos[0].path) as container:
-        for frame in container.decode(video=0):
-            crop.push(frame)
-            square = crop.pull()
-            packed.append(
-                square.reformat(24, 24, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
-            )
+def central_squares(path, width: int, height: int, left: int, top: int) -> list[av.VideoFrame]:
+    """Each frame's width x height part at (left, top), cut by FFmpeg's crop filter."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        graph = av.filter.Graph()
+        source = graph.add_buffer(template=stream, time_base=Fraction(1, 1))
+        crop = graph.add("crop", f"w={width}:h={height}:x={left}:y={top}:exact=1")
+        sink = graph.add("buffersink")
+        source.link_to(crop)
+        crop.link_to(sink)
+        graph.configure()
+        squares = []
+        for frame in container.decode(stream):
+            graph.push(frame)
+            squares.append(graph.pull())
+        return squares
+
+
+def test_the_filter_graph_gives_swscales_own_rgb_pixels(small_videos):
+    """The resize goes through planar RGB, then packed RGB, inside one filter graph, for speed:
+    the same bytes as swscale resizing the square straight into rgb24 with its default chroma
+    siting."""
+    interpolation = Interpolation.LANCZOS | Interpolation.FULL_CHR_H_INT
+    packed = [
+        square.reformat(24, 24, format="rgb24", interpolation=interpolation).to_ndarray()
+        for square in central_squares(small_videos[0].path, 48, 48, 8, 0)
+    ]
     assert np.array_equal(frames_of(small_videos[0].path, None, 24), np.stack(packed))
+
+
+GATHERS_TEST = """
+import sys
+import numpy as np
+from lvt.data import frames
+
+def resized(path):
+    with frames.open_video(path) as (container, stream):
+        square = frames._CenterSquare(24)
+        return np.stack([square(frame) for frame in container.decode(stream)])
+
+before = resized(sys.argv[1])
+libavutil = frames._loaded_libavutil()
+assert libavutil is not None, "libavutil not found in /proc/self/maps"
+assert not libavutil.av_get_cpu_flags() & frames.AV_CPU_FLAG_SLOW_GATHER
+frames.read_frames(sys.argv[1], None, 24)
+assert libavutil.av_get_cpu_flags() & frames.AV_CPU_FLAG_SLOW_GATHER
+assert np.array_equal(before, resized(sys.argv[1]))
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.machine() != "x86_64", reason="x86 Linux only"
+)
+def test_the_scaler_without_gathers_gives_the_same_frames(small_videos):
+    """read_frames sets FFmpeg's slow-gather flag (in a fresh process, as it lasts for the
+    process); frames resized before and after are byte for byte the same."""
+    subprocess.run([sys.executable, "-c", GATHERS_TEST, small_videos[0].path], check=True)
+
+
+def test_containers_without_a_frame_rate_in_their_headers_are_probed(small_videos, tmp_path):
+    """An MPEG-TS copy opens without a frame rate from its headers alone; it is probed and gives
+    the MP4's frames and rate."""
+    source = small_videos[0].path
+    transport = tmp_path / "copy.ts"
+    command = [ffmpeg_executable(), "-v", "error", "-i", source, "-c", "copy", str(transport)]
+    subprocess.run(command, check=True)
+    with av.open(str(transport), options=HEADERS_ONLY) as container:
+        assert not container.streams.video[0].average_rate
+    frames, rate = read_frames(transport, None, 24)
+    assert rate == 30.0 and np.array_equal(frames, frames_of(source, None, 24))
 
 
 def test_undecodable_files_name_the_file(tmp_path):
