@@ -1,12 +1,12 @@
 """Time frame preparation on the same videos, three ways, and print frames per second.
 
-(a) ours: lvt.data.clips.trim_many (stream copies, up to 12 per ffmpeg process),
+(a) ours: lvt.data.clips.trim_many (stream copies, BATCH_SIZE per ffmpeg process),
     lvt.data.frames.read_frames over the window (the central square, resized), the frame shard,
     then the packed HDF5 dataset, as the trim, frames and crop stages do;
 (b) the reference (lvt-method.md 1.2-1.3): ffmpeg re-encodes the window with libx264 (output
     seeking, audio copied, 1 thread), dumps every frame as a full-size PNG, and Pillow reopens
     each one, center-crops it to a square, resizes it with Lanczos and saves it again;
-(c) the floor: PyAV seeks to the window and only decodes it, with the decoder threads (a) uses.
+(c) the floor: PyAV seeks to the window and only decodes it, opening the video as (a) does.
 
 The inputs are generated Kinetics-like videos: H.264 with AAC audio, textured panning content
 with grain, a keyframe every few seconds, and a window that starts between keyframes. Per-core
@@ -41,7 +41,7 @@ from PIL import Image
 import lvt
 from lvt.data.clips import Window, clip_path, ffmpeg_executable, trim_many
 from lvt.data.dataset import FrameShard, FrameShardWriter, VideoArrays, VideoArraysWriter
-from lvt.data.frames import DECODE_THREADS, TIME_TOLERANCE, read_frames
+from lvt.data.frames import open_video, read_frames, window_bounds
 from lvt.data.sources import SourceRow
 
 AUDIO_RATE = 44100
@@ -181,18 +181,21 @@ def reference(rows: list[SourceRow], work: Path, size: int) -> int:
 
 
 def floor(rows: list[SourceRow]) -> int:
-    """Route (c): seek to each window with PyAV and decode it, nothing else."""
+    """Route (c): seek to each window with PyAV and decode it, nothing else.
+
+    It opens the videos and picks the window's frames as (a) does (`open_video`, timestamps
+    compared in the stream's time base), so that the two differ only in what (a) adds.
+    """
     count = 0
     for row in rows:
-        with av.open(row.path) as container:
-            stream = container.streams.video[0]
-            stream.codec_context.thread_count = DECODE_THREADS
+        with open_video(row.path) as (container, stream):
             start = (container.start_time or 0) / av.time_base
+            first, stop = window_bounds(start + row.start, start + row.end, stream.time_base)
             container.seek(round((start + row.start) / stream.time_base), stream=stream)
             for frame in container.decode(stream):
-                if frame.time - start >= row.end - TIME_TOLERANCE:
+                if frame.pts >= stop:
                     break
-                count += int(frame.time - start >= row.start - TIME_TOLERANCE)
+                count += int(frame.pts >= first)
     return count
 
 
