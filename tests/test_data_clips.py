@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import av
@@ -181,3 +182,28 @@ def test_windows_into_different_folders_are_cut_one_by_one(sparse_keyframes, tmp
     windows = [Window(sparse_keyframes, folder / "clip.mp4", 0.5, 1.7) for folder in folders]
     assert trim_many(windows) == [None, None]
     assert all((folder / "clip.mp4").is_file() for folder in folders)
+
+
+def test_a_source_without_an_index_still_gives_the_whole_window(sparse_keyframes, tmp_path):
+    """ffmpeg's input seeking in MPEG-TS lands past the keyframe at 0 s, so a stream copy of
+    [0.5, 2.5) starts at the keyframe at 2 s; trim re-encodes from the start instead and keeps
+    every frame of the window at its time. In a batch the same window is handed to trim."""
+    transport = tmp_path / "source.ts"
+    command = [ffmpeg_executable(), "-v", "error", "-i", str(sparse_keyframes), "-c", "copy"]
+    subprocess.run([*command, str(transport)], check=True)
+    copied = tmp_path / "copied.mp4"
+    clips._ffmpeg(transport, copied, 0.5, 2.0 + clips.TAIL_SECONDS, clips.COPY)
+    assert window(decode(copied), 0.5, 2.5)[0].time == 2.0, "the stream copy lost the lead-in"
+    expected = window(decode(sparse_keyframes), 0.5, 2.5)
+    out = tmp_path / "clips"
+    out.mkdir()
+    windows = [
+        Window(transport, out / "ts.mp4", 0.5, 2.5),
+        Window(sparse_keyframes, out / "mp4.mp4", 0.5, 2.5),
+    ]
+    assert trim_many(windows) == [None, None]
+    trim(transport, tmp_path / "single.mp4", 0.5, 2.5)
+    for clip in (out / "ts.mp4", tmp_path / "single.mp4"):
+        kept = window(decode(clip), 0.5, 2.5)
+        assert [frame.time for frame in kept] == [frame.time for frame in expected]
+        assert np.abs(rgb(kept).astype(int) - rgb(expected)).mean() < 3

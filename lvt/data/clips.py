@@ -23,7 +23,7 @@ import ffmpeg
 import imageio_ffmpeg
 
 from lvt.atomic import atomic_path
-from lvt.data.frames import TIME_TOLERANCE
+from lvt.data.frames import TIME_TOLERANCE, open_video
 from lvt.data.sources import HEADERS_ONLY, av_error_message, format_seconds
 from lvt.errors import InputError
 
@@ -81,8 +81,10 @@ def trim(
 ) -> None:
     """Write the clip of the window [start, end) s of `source` to `target` (see the module doc).
 
-    Video only (no audio, subtitles or data). The target is written atomically. Raises InputError
-    naming the source if ffmpeg fails or no frame of the clip lies in the window.
+    Video only (no audio, subtitles or data). The target is written atomically. A clip that
+    starts after the window's start, or is empty (see `_inspect`), is cut again by re-encoding
+    from the source's beginning. Raises InputError naming the source if ffmpeg fails or no frame
+    of the clip lies in the window.
     """
     if end <= start:
         raise InputError(f"{source}: empty window [{start}, {end}) s")
@@ -91,11 +93,10 @@ def trim(
             _ffmpeg(source, tmp, start, end - start + TAIL_SECONDS, COPY)
         except InputError:
             _ffmpeg(source, tmp, start, end - start, REENCODE)
-        try:
-            found = _has_packet_in(tmp, start, end)
-        except (av.FFmpegError, OSError) as error:
-            message = av_error_message(error)
-            raise InputError(f"{source}: cannot read the trimmed clip ({message})") from error
+        in_time, found = _inspect(source, tmp, start, end)
+        if not in_time:
+            _ffmpeg(source, tmp, 0.0, end, REENCODE)
+            in_time, found = _inspect(source, tmp, start, end)
         if not found:
             raise InputError(f"{source}: trimming [{start}, {end}) s gave no video frame")
 
@@ -160,8 +161,8 @@ def _copy_together(windows: Sequence[Window]) -> list[bool]:
         for index, clip in scratch_clips.items():
             window = windows[index]
             try:
-                moved[index] = _has_packet_in(clip, window.start, window.end)
-            except (av.FFmpegError, OSError):
+                moved[index] = all(_inspect(window.source, clip, window.start, window.end))
+            except InputError:
                 continue
             if moved[index]:
                 os.replace(clip, window.target)
@@ -186,14 +187,53 @@ def _ffmpeg(
         raise InputError(f"{source}: ffmpeg could not trim it: {message}") from error
 
 
-def _has_packet_in(clip: Path, start: float, end: float) -> bool:
-    """Whether the clip has a video packet shown in [start, end) s (demuxing only, no decoding)."""
+def _inspect(
+    source: str | os.PathLike[str], clip: Path, start: float, end: float
+) -> tuple[bool, bool]:
+    """Whether the clip starts in time, and whether it has a video packet shown in [start, end) s.
+
+    In time: its first keyframe lies at or before `start`, or at the source's first video frame.
+    A stream copy always starts at a keyframe, at or before `start` where the source's seeking
+    is exact; in a container without an index (MPEG-TS, for one) ffmpeg's input seeking can land
+    past that keyframe, and the clip then starts at a later one, without the first frames of the
+    window. Demuxing only; InputError names the source if the clip cannot be read.
+    """
+    try:
+        first_key, found = _packet_times(clip, start, end)
+        in_time = first_key is not None and (
+            first_key <= start + TIME_TOLERANCE
+            or first_key <= _first_video_time(source) + TIME_TOLERANCE
+        )
+    except (av.FFmpegError, OSError) as error:
+        message = av_error_message(error)
+        raise InputError(f"{source}: cannot read the trimmed clip ({message})") from error
+    return in_time, found
+
+
+def _packet_times(clip: Path, start: float, end: float) -> tuple[float | None, bool]:
+    """The time of the clip's first video keyframe (None if it has none before the window), and
+    whether a video packet is shown in [start, end) s."""
+    first_key = None
     with av.open(str(clip), options=HEADERS_ONLY) as container:
         if not container.streams.video:
-            return False
+            return None, False
         for packet in container.demux(container.streams.video[0]):
             if packet.is_discard or packet.pts is None or packet.time_base is None:
                 continue
-            if start - TIME_TOLERANCE <= packet.pts * packet.time_base < end - TIME_TOLERANCE:
-                return True
-    return False
+            time = float(packet.pts * packet.time_base)
+            if first_key is None and packet.is_keyframe:
+                first_key = time
+            if start - TIME_TOLERANCE <= time < end - TIME_TOLERANCE:
+                return first_key, True
+    return first_key, False
+
+
+def _first_video_time(source: str | os.PathLike[str]) -> float:
+    """When the source's first video packet is shown, counted as ffmpeg's -start_at_zero does
+    (from the container's start time)."""
+    with open_video(source) as (container, stream):
+        origin = (container.start_time or 0) / av.time_base
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                return float(packet.pts * packet.time_base) - origin
+    return float("inf")
