@@ -2,16 +2,16 @@
 
 A video array file holds many videos of equally shaped items back to back:
 
-    <name>     (F, *item_shape) items of all videos, one item per chunk, resizable
+    <name>     (F, *item_shape) items of all videos, CHUNK_ITEMS items per chunk, resizable
     offsets    (V + 1,) int64, video i is <name>[offsets[i]:offsets[i + 1]]
     video_ids  (V,) utf-8 strings, "<source id>@<start>-<end>s"
     extras     optional further per-item arrays (F, ...) indexed by the same offsets, e.g. BAIR's
                actions; read one with VideoArrays(path, name=<extra>)
     attributes given by the writer's caller, plus lvt_version
 
-One item per chunk means reading a random clip touches only its own items. A frame shard is the
-intermediate a `frames` job writes: videos of different sizes, one dataset each, plus the rows
-of its manifest with their status.
+Small chunks mean reading a random clip touches little more than its own items. A frame shard is
+the intermediate a `frames` job writes: videos of different sizes, one dataset each, plus the
+rows of its manifest with their status.
 """
 
 from __future__ import annotations
