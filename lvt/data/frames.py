@@ -220,14 +220,15 @@ def square_graph(width: int, height: int, pixel_format: str, size: int) -> av.fi
 def _prefer_scalers_without_gathers() -> None:
     """Have swscale resize with its SSSE3 horizontal scaler rather than the AVX2 one (x86 only).
 
-    FFmpeg picks the AVX2 scaler, built on gather loads, on every x86 CPU it does not know to
-    gather slowly (it marks AMD up to Zen 4 and Intel's Haswell). On the project's 2-core AMD EPYC
-    (Zen 5) VM the SSSE3 one resized 240x240 squares to 64x64 in 0.088 instead of 0.109 ms,
-    360x360 in 0.087 instead of 0.160 and 720x720 in 0.233 instead of 0.351, with the same bytes
-    (FFmpeg tests its SIMD scalers for bit-exactness), and a 240p clip took 3% less CPU time from
-    decoding to RGB arrays. Intel's 2023 microcode against Gather Data Sampling slows gathers on
-    the CPUs it covers too. The flag is set once per process, in the libavutil PyAV loaded; where
-    that library is not found, FFmpeg keeps its own choice.
+    FFmpeg takes the AVX2 scaler, built on gather loads, on every x86 CPU it does not mark as
+    gathering slowly: it marks AMD's up to Zen 4 (family 19h) and Intel's up to Ice Lake (for the
+    microcode against Gather Data Sampling), so the change is for newer ones. On the project's
+    2-core AMD EPYC (Zen 5) VM the SSSE3 scaler resized 240x240 squares to 64x64 in 0.088 instead
+    of 0.109 ms, 360x360 in 0.087 instead of 0.160 and 720x720 in 0.233 instead of 0.351, with the
+    same bytes (FFmpeg tests its SIMD scalers for bit-exactness), and a 240p clip took 3% less CPU
+    time from decoding to RGB arrays; on Intel's newer CPUs it is unmeasured. The flag is set once
+    per process, in the libavutil PyAV loaded; where that library is not found, FFmpeg keeps its
+    own choice.
     """
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return
