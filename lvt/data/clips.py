@@ -6,7 +6,9 @@ ffmpeg's -ss counts them). So a clip of the window [start, end) decodes to the f
 needs to reach `start`, then exactly the window's frames at their source times, start <= t < end,
 then those of the tail; `lvt.data.frames.read_frames(clip, ..., window=(start, end))` keeps the
 window. A source whose codec MP4 cannot hold is re-encoded instead (H.264, frame-accurate, same
-timestamps, no frame before the window). `trim_many` cuts many windows with one ffmpeg process.
+timestamps, no frame before the window), and so is one whose copy starts after the window's start
+(from the source's beginning, same timestamps). `trim_many` cuts many windows with one ffmpeg
+process.
 """
 
 from __future__ import annotations
@@ -104,12 +106,12 @@ def trim(
 def trim_many(windows: Sequence[Window]) -> list[InputError | None]:
     """Cut every window as `trim` does, BATCH_SIZE stream copies per ffmpeg process.
 
-    Returns, per window, None or the InputError that `trim` raised for it: one bad source fails
-    only its own clip. A batch that ffmpeg rejects, and any clip of it with no frame in its window,
-    is redone one window at a time by `trim`, which re-encodes where a copy cannot be made and
-    names the source in its error. Each process copies the first video stream that is not a cover
-    picture of each source. Empty windows are left to `trim` (for its error), and batches whose
-    targets lie in different folders are cut one by one.
+    Returns, per window, None or the InputError that `trim` raised for it: one bad source fails only
+    its own clip. A batch that ffmpeg rejects, and any clip of it that starts late or has no frame
+    in its window (see `_inspect`), is redone one window at a time by `trim`, which re-encodes where
+    a copy cannot be made and names the source in its error. Each process copies the first video
+    stream that is not a cover picture of each source. Empty windows are left to `trim` (for its
+    error), and batches whose targets lie in different folders are cut one by one.
     """
     errors: list[InputError | None] = []
     for first in range(0, len(windows), BATCH_SIZE):
@@ -128,8 +130,9 @@ def trim_many(windows: Sequence[Window]) -> list[InputError | None]:
 
 def _copy_together(windows: Sequence[Window]) -> list[bool]:
     """Stream-copy the non-empty windows with one ffmpeg process into a scratch folder; move each
-    clip that has a frame in its window to its target. Which were moved: none if ffmpeg failed,
-    or if fewer than two windows are non-empty or their targets lie in different folders.
+    clip that starts in time and has a frame in its window to its target. Which were moved: none
+    if ffmpeg failed, or if fewer than two windows are non-empty or their targets lie in different
+    folders.
 
     Sources are opened from their headers alone (HEADERS_ONLY): skipping the probe decoding halved
     the CPU time of a batch of 360p stream copies (12.7 -> 7.2 ms per window), with byte-identical
