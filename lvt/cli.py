@@ -24,6 +24,7 @@ from lvt.generate import (
 )
 from lvt.media import load_priming_frames, mark_priming, write_gif, write_png_frames
 from lvt.original import import_transformer, import_vqvae
+from lvt.stages.common import available_cpus
 
 
 def import_original_vqvae(args: argparse.Namespace) -> int:
@@ -80,6 +81,8 @@ def add_import_original_parser(subparsers: argparse._SubParsersAction) -> None:
 def sample(args: argparse.Namespace) -> int:
     """Complete a video from its priming frames, as the reference's generate_videos.py."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(args.threads)
+    print(f"sampling on {device.type} with {args.threads} CPU thread(s)")
     models = load_trained_models(args.vqvae, args.transformer, device)
     latent = args.size // LATENT_DOWNSAMPLING
     check_models_fit(args.vqvae, models.vqvae_config, args.transformer, models.transformer_config,
@@ -113,6 +116,9 @@ def add_sample_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=64, help="frame size the models take")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the GIFs")
+    parser.add_argument("--threads", type=int, default=available_cpus(),
+                        help="CPU threads for torch (default: the CPUs this process may run on, "
+                        "%(default)s here)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="folder to write")
     parser.set_defaults(handler=sample)
 

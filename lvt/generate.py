@@ -108,6 +108,9 @@ def check_models_fit(
             f"{vqvae_config.codebooks} of {vqvae_config.codebook_size}"
         )
     stride = transformer_config.stride
+    if grid[0] % stride[0]:
+        raise InputError(f"{grid[0]} frames: the number of frames must be a multiple of the time "
+                         f"stride {stride[0]} of {transformer_file}")
     if any(extent % step for extent, step in zip(grid, stride, strict=True)):
         raise InputError(f"{transformer_file}: its stride {tuple(stride)} does not divide the "
                          f"code grid {grid} (frames, height, width)")

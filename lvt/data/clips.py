@@ -13,6 +13,7 @@ process.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -35,6 +36,8 @@ TAIL_SECONDS = 0.5
 depends on (B-frames are decoded after the frames they refer to), whatever ffmpeg cuts by."""
 STDERR_LINES = 5
 """How many of ffmpeg's last stderr lines an error message quotes."""
+DISK_FULL = os.strerror(errno.ENOSPC)
+"""How ffmpeg reports a full disk: the C library's text for ENOSPC. Not the source's fault."""
 BATCH_SIZE = 48
 """Windows that `trim_many` cuts with one ffmpeg process. Starting the process costs about as
 much as copying a 10 s window, and ffmpeg's threads pass packets on more cheaply the more streams
@@ -186,6 +189,8 @@ def _ffmpeg(
         command.run(cmd=ffmpeg_executable(), capture_stdout=True, capture_stderr=True)
     except ffmpeg.Error as error:
         lines = error.stderr.decode(errors="replace").strip().splitlines()
+        if any(DISK_FULL in line for line in lines):
+            raise OSError(errno.ENOSPC, DISK_FULL, str(target)) from error
         message = " | ".join(lines[-STDERR_LINES:]) or "no message"
         raise InputError(f"{source}: ffmpeg could not trim it: {message}") from error
 

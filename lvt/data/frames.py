@@ -60,8 +60,10 @@ def open_video(path: str | os.PathLike[str]) -> Iterator[tuple[InputContainer, V
 
     The file is opened from its headers alone (HEADERS_ONLY); one whose headers give no video
     stream or no frame rate (such as MPEG-TS) is probed as usual. Raises InputError naming the
-    file if it has no video stream; FFmpeg's and the OS's errors pass through.
+    file if it is empty or has no video stream; FFmpeg's and the OS's errors pass through.
     """
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}: empty file")
     container = av.open(str(path), options=HEADERS_ONLY)
     try:
         if not container.streams.video or not container.streams.video[0].average_rate:

@@ -22,7 +22,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 def cli(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--tfrecord", required=True, help="one BAIR .tfrecords file")
-    parser.add_argument("--out", required=True, help="shard to write (.h5)")
+    parser.add_output("--out", help="shard to write (.h5)")
     run_stage(main, parser, argv)
 
 

@@ -18,7 +18,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 
 def cli(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--out", required=True, help="tarball to write")
+    parser.add_output("--out", help="tarball to write")
     run_stage(main, parser, argv)
 
 

@@ -1,21 +1,27 @@
-"""What every stage module shares: argument parsing, settings validation, logging, exit codes.
+"""What every stage module shares: argument parsing, settings validation, logging, exit codes,
+and the write locks on its outputs.
 
 A stage module is thin: it parses its arguments, calls the library and writes its outputs
-atomically. Bad input or configuration ends the process with a one-line message naming the file
-or key and exit status 2; any other exception keeps its traceback (exit status 1).
+atomically. While it runs it holds the write lock of every output it declares (`add_output`),
+after deleting the temporaries a killed writer of them left. Bad input or configuration, a locked
+output and a full disk end the process with a one-line message naming the file or key and exit
+status 2; any other exception keeps its traceback (exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lvt.atomic import is_disk_full, remove_leftover_temporaries
 from lvt.config import ConfigError, load_settings
-from lvt.errors import InputError
+from lvt.errors import DiskSpaceError, InputError
+from lvt.locks import hold_locks
 
 if TYPE_CHECKING:
     import torch
@@ -23,9 +29,26 @@ if TYPE_CHECKING:
 Stage = Callable[[argparse.Namespace, dict[str, Any]], None]
 
 
-def stage_parser(description: str) -> argparse.ArgumentParser:
+class StageParser(argparse.ArgumentParser):
+    """An argument parser that knows which arguments name what the stage writes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outputs: list[str] = []
+
+    def add_output(self, *flags: str, **kwargs: Any) -> None:
+        """A required argument naming a file or folder this stage writes (locked while it runs)."""
+        action = self.add_argument(*flags, type=Path, required=True, **kwargs)
+        self.outputs.append(action.dest)
+
+    def written_paths(self, args: argparse.Namespace) -> list[Path]:
+        """The paths the parsed `args` name as outputs."""
+        return [getattr(args, dest) for dest in self.outputs]
+
+
+def stage_parser(description: str) -> StageParser:
     """An argument parser with the `--settings` option every stage takes."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = StageParser(description=description)
     parser.add_argument(
         "--settings",
         default="{}",
@@ -34,19 +57,40 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_stage(
-    stage: Stage, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
-) -> None:
-    """Parse arguments, validate settings and run `stage`, mapping bad input to exit status 2."""
+def run_stage(stage: Stage, parser: StageParser, argv: Sequence[str] | None = None) -> None:
+    """Parse arguments, validate settings, lock the outputs and run `stage`; bad input, a locked
+    output or a full disk exit with status 2 and one message."""
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    log = logging.getLogger(parser.prog)
+    # Only rank 0 of a multi-process training run writes; the other ranks only read.
+    written = parser.written_paths(args) if os.environ.get("RANK", "0") == "0" else []
     try:
-        stage(args, load_settings(args.settings))
-    except (ConfigError, InputError) as error:
-        logging.getLogger(parser.prog).error("%s", error)
+        settings = load_settings(args.settings)
+        with hold_locks(written):
+            for path in written:
+                for leftover in remove_leftover_temporaries(path):
+                    log.info("removed %s, left by a writer that was killed", leftover)
+            stage(args, settings)
+    except (ConfigError, InputError, DiskSpaceError, OSError) as error:
+        disk_full = isinstance(error, DiskSpaceError) or is_disk_full(error)
+        if isinstance(error, OSError) and not disk_full:
+            raise
+        log.error("%s", error)
+        if disk_full:
+            _exit_at_once(2)
         sys.exit(2)
+
+
+def _exit_at_once(status: int) -> None:
+    """Exit without running exit handlers. After a full disk, HDF5 still holds the file it could
+    not flush and crashes the interpreter at exit while trying again."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def add_model_inputs(parser: argparse.ArgumentParser, frames: bool = True) -> None:
@@ -59,9 +103,18 @@ def add_model_inputs(parser: argparse.ArgumentParser, frames: bool = True) -> No
         parser.add_argument("--dataset", type=Path, required=True, help="test frames (HDF5)")
 
 
+def available_cpus() -> int:
+    """The CPUs in this process's affinity mask: what a job scheduler or `taskset` granted it.
+
+    torch's default thread count ignores the mask, which oversubscribes a shared host.
+    """
+    return len(os.sched_getaffinity(0))
+
+
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
     """`--threads`: CPU threads for torch, as Snakemake's `threads:` gives them."""
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--threads", type=int, default=available_cpus(),
+                        help="CPU threads for torch (default: the CPUs this process may run on)")
 
 
 def select_device(choice: str, threads: int) -> torch.device:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
 from lvt.atomic import write_json
@@ -46,7 +45,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 def cli() -> None:
     parser = stage_parser(__doc__)
     add_model_inputs(parser)
-    parser.add_argument("--out", type=Path, required=True, help="metrics JSON")
+    parser.add_output("--out", help="metrics JSON")
     add_threads_option(parser)
     run_stage(main, parser)
 

@@ -70,7 +70,7 @@ def cli(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--split", required=True, choices=SPLITS)
     parser.add_argument("--shard", required=True, type=int,
                         help="0 .. source.kinetics600.shards - 1")
-    parser.add_argument("--out", required=True, help="outcome manifest to write (.tsv)")
+    parser.add_output("--out", help="outcome manifest to write (.tsv)")
     run_stage(main, parser, argv)
 
 

@@ -37,7 +37,7 @@ def cli(argv: Sequence[str] | None = None) -> None:
     for split in SPLITS:
         parser.add_argument(f"--{split}-outcomes", nargs="+", required=True,
                             help=f"outcome manifests of every {split} download shard")
-    parser.add_argument("--manifest", required=True, help="source manifest to write (.tsv)")
+    parser.add_output("--manifest", help="source manifest to write (.tsv)")
     run_stage(main, parser, argv)
 
 

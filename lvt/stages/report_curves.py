@@ -33,7 +33,7 @@ def cli() -> None:
     parser.add_argument("--vqvae-metrics", type=Path, required=True, help="VQ-VAE metrics CSV")
     parser.add_argument("--transformer-metrics", type=Path, required=True,
                         help="transformer metrics CSV")
-    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_output("--out-dir", help="folder for the SVG figures")
     run_stage(main, parser)
 
 

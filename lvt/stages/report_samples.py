@@ -26,7 +26,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 def cli() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--samples", type=Path, required=True, help="the sample stage's folder")
-    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_output("--out-dir", help="folder for the HTML pages")
     run_stage(main, parser)
 
 

@@ -18,7 +18,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 def cli() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--scores", type=Path, nargs="+", required=True, help="score JSON files")
-    parser.add_argument("--out", type=Path, required=True, help="HTML table")
+    parser.add_output("--out", help="HTML table")
     run_stage(main, parser)
 
 

@@ -23,7 +23,7 @@ from lvt.evaluation import (
     real_clips,
 )
 from lvt.generate import TrainedModels, load_trained_models
-from lvt.stages.common import add_model_inputs, add_threads_option, select_device
+from lvt.stages.common import StageParser, add_model_inputs, add_threads_option, select_device
 
 
 def protocol_from_settings(options: dict[str, Any], codes: VideoArrays) -> Protocol:
@@ -80,10 +80,10 @@ def scoring_inputs(args: argparse.Namespace, settings: dict[str, Any]) -> Scorin
                          settings["evaluate"]["i3d_batch_size"])
 
 
-def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+def add_scoring_arguments(parser: StageParser) -> None:
     """The scoring stages' inputs and output: models, test split, sample shards, JSON."""
     add_model_inputs(parser)
     parser.add_argument("--samples", type=Path, nargs="+", required=True,
                         help="every shard of the fvd_sample stage")
-    parser.add_argument("--out", type=Path, required=True, help="scores (JSON)")
+    parser.add_output("--out", help="scores (JSON)")
     add_threads_option(parser)

@@ -18,7 +18,7 @@ import torch
 from lvt.atomic import atomic_path
 from lvt.checkpoints import save_model
 from lvt.config import ConfigError
-from lvt.stages.common import add_threads_option, select_device, stage_parser
+from lvt.stages.common import StageParser, add_threads_option, select_device, stage_parser
 from lvt.training.acceleration import set_tf32
 from lvt.training.distributed import Distributed, process_group
 from lvt.training.loop import LoopSettings, TrainingTask, train
@@ -42,14 +42,13 @@ def publish(source: Path, target: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def training_parser(description: str, data_option: str, data_help: str) -> argparse.ArgumentParser:
+def training_parser(description: str, data_option: str, data_help: str) -> StageParser:
     """The arguments both training stages take: their data, state folder and outputs."""
     parser = stage_parser(description)
     parser.add_argument(data_option, type=Path, required=True, help=data_help)
-    parser.add_argument("--state-dir", type=Path, required=True,
-                        help="resumable checkpoints (kept outside the rule's outputs)")
-    parser.add_argument("--model", type=Path, required=True, help="trained model file")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics CSV")
+    parser.add_output("--state-dir", help="resumable checkpoints (kept outside the rule's outputs)")
+    parser.add_output("--model", help="trained model file")
+    parser.add_output("--metrics", help="metrics CSV")
     add_threads_option(parser)
     return parser
 

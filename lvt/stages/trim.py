@@ -57,7 +57,7 @@ def cli(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--manifest", required=True, help="source manifest (.tsv)")
     parser.add_argument("--split", required=True, choices=SPLITS)
     parser.add_argument("--shard", required=True, type=int, help="0 .. preprocess.shards - 1")
-    parser.add_argument("--out-dir", required=True, help="clips folder to write")
+    parser.add_output("--out-dir", help="clips folder to write")
     run_stage(main, parser, argv)
 
 
