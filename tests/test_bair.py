@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import re
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -285,25 +287,64 @@ def write_tar(path: Path, members: dict[str, bytes], links: dict[str, str] | Non
             tar.addfile(info)
 
 
+HOSTILE_MEMBERS = {  # member -> why it is skipped
+    "softmotion30_44k/train/x$(touch PWNED).tfrecords": "file name has characters",
+    "softmotion30_44k/train/a b.tfrecords": "file name has characters",
+    "softmotion30_44k/test/-rf.tfrecords": "starts with '.' or '-'",
+    "softmotion30_44k/test/.hidden.tfrecords": "starts with '.' or '-'",
+    "softmotion30_44k/test/traj\u00e9.tfrecords": "file name has characters",
+}
+
+
 def test_only_safe_tfrecord_members_are_unpacked(tmp_path: Path) -> None:
     tfrecord = record(b"payload")
-    write_tar(tmp_path / "bair.tar", {
+    wanted = ["softmotion30_44k/train/traj_0_to_255.tfrecords",
+              "./softmotion30_44k/test/traj_0_to_255.tfrecords"]
+    members = {
         "softmotion30_44k/README": b"text",
-        "softmotion30_44k/train/traj_0_to_255.tfrecords": tfrecord,
         "softmotion30_44k/train/notes.txt": b"text",
-        "./softmotion30_44k/test/traj_0_to_255.tfrecords": tfrecord,
         "other/softmotion30_44k/train/x.tfrecords": tfrecord,
         "../x": b"escape",
         "softmotion30_44k/train/../../../escape.tfrecords": tfrecord,
         "/tmp/softmotion30_44k/train/absolute.tfrecords": tfrecord,
-    }, links={"softmotion30_44k/train/link.tfrecords": "/etc/passwd"})
+        **dict.fromkeys([*wanted, *HOSTILE_MEMBERS], tfrecord),
+    }
+    links = {"softmotion30_44k/train/link.tfrecords": "/etc/passwd"}
+    write_tar(tmp_path / "bair.tar", members, links)
     out = tmp_path / "unpacked" / "softmotion30_44k"
-    written = extract_tfrecords(tmp_path / "bair.tar", out)
-    assert written == [out / "test" / "traj_0_to_255.tfrecords",
-                       out / "train" / "traj_0_to_255.tfrecords"]
+    unpacked = extract_tfrecords(tmp_path / "bair.tar", out)
+    assert unpacked.files == [out / "test" / "traj_0_to_255.tfrecords",
+                              out / "train" / "traj_0_to_255.tfrecords"]
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()) == [
-        Path("bair.tar"), *(p.relative_to(tmp_path) for p in written)]
-    assert [data for _, data in read_tfrecord(written[0])] == [b"payload"]
+        Path("bair.tar"), *(p.relative_to(tmp_path) for p in unpacked.files)]
+    assert [data for _, data in read_tfrecord(unpacked.files[0])] == [b"payload"]
+    reasons = dict(unpacked.skipped)
+    assert [name for name, _ in unpacked.skipped] == [
+        *(name for name in members if name not in wanted), *links]
+    for name in ("softmotion30_44k/README", "softmotion30_44k/train/notes.txt",
+                 "other/softmotion30_44k/train/x.tfrecords"):
+        assert reasons[name] == "not a softmotion30_44k/{train,test}/*.tfrecords file"
+    for name in ("../x", "softmotion30_44k/train/../../../escape.tfrecords",
+                 "/tmp/softmotion30_44k/train/absolute.tfrecords"):
+        assert reasons[name].startswith("unsafe path")
+    assert reasons["softmotion30_44k/train/link.tfrecords"] == "not a regular file"
+    for name, reason in HOSTILE_MEMBERS.items():
+        assert reason in reasons[name]
+
+
+def test_extract_stage_lists_skipped_members_in_its_log(tmp_path: Path) -> None:
+    write_tar(tmp_path / "bair.tar", {
+        "softmotion30_44k/train/traj_0_to_255.tfrecords": record(b"payload"),
+        **dict.fromkeys(HOSTILE_MEMBERS, record(b"payload")),
+    })
+    result = subprocess.run(
+        [sys.executable, "-m", "lvt.stages.bair_extract", "--tar", str(tmp_path / "bair.tar"),
+         "--out-dir", str(tmp_path / "out")], capture_output=True, text=True, check=True)
+    for name, reason in HOSTILE_MEMBERS.items():
+        assert re.search(rf"skipped member {re.escape(repr(name))}: .*{re.escape(reason)}",
+                         result.stderr), result.stderr
+    assert f"{len(HOSTILE_MEMBERS)} other members skipped" in result.stderr
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == ["train", "traj_0_to_255.tfrecords"]
 
 
 def test_tar_without_tfrecords_is_an_input_error(tmp_path: Path) -> None:
@@ -323,15 +364,18 @@ TFRECORDS = {  # file -> seeds of its trajectories; the tar lists them in revers
 
 @pytest.mark.slow
 def test_workflow_downloads_converts_and_packs_both_splits(tmp_path: Path) -> None:
-    for name, seeds in TFRECORDS.items():
+    # The folder and a member's name hold shell syntax: neither may run as a command.
+    hostile = "softmotion30_44k/train/x$(touch PWNED).tfrecords"
+    for name, seeds in {**TFRECORDS, hostile: [15]}.items():
         write_tfrecord(tmp_path / "made" / name, seeds)
     write_tar(tmp_path / "bair.tar", {name: (tmp_path / "made" / name).read_bytes()
-                                      for name in TFRECORDS})
+                                      for name in [*TFRECORDS, hostile]})
     tarball = (tmp_path / "bair.tar").read_bytes()
     workdir = copy_workflow(tmp_path / "workflow")
+    folder = tmp_path / "bair data $(touch PWNED)"
     for server in serving(FlakyServer(tarball, break_first=False)):
         config = {"run": "bair", "source": {"kind": "bair", "bair": {
-            "url": server.url, "size": len(tarball), "folder": str(tmp_path / "bair")}}}
+            "url": server.url, "size": len(tarball), "folder": str(folder)}}}
         snakemake(workdir, "results/bair/data/train.h5", "results/bair/data/test.h5",
                   "--configfile", write_config(workdir / "bair.yaml", config))
 
@@ -359,6 +403,11 @@ def test_workflow_downloads_converts_and_packs_both_splits(tmp_path: Path) -> No
         assert [row.video_id for row in rows] == ids
         assert {(row.split, row.status, row.end) for row in rows} == {(split, "ok", 3.0)}
     assert not list((results / "bair").rglob("*.h5")), "temporary shards were kept"
+    assert not list(tmp_path.rglob("PWNED")), "a shell ran a command from the folder or tar"
+    assert sorted(p.name for p in (folder / "softmotion30_44k").rglob("*.tfrecords")) == [
+        "traj_0_to_1.tfrecords", "traj_0_to_1.tfrecords", "traj_2_to_4.tfrecords"]
+    assert f"skipped member {hostile!r}: file name" in (
+        results / "logs" / "bair" / "extract.log").read_text()
     for rule in ("download", "extract", "convert", "pack"):
         assert list((results / "logs" / "bair").rglob(f"{rule}*")), f"no log for {rule}"
         assert list((results / "benchmarks" / "bair").rglob(f"{rule}*")), f"no benchmark: {rule}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,14 @@ def test_evaluation_protocols(presets: list[str], protocol: tuple[int, ...]) -> 
 def test_errors_name_the_key(bad: dict, key: str) -> None:
     with pytest.raises(lvt_config.ConfigError, match=key.replace(".", r"\.")):
         lvt_config.validate(bad)
+
+
+@pytest.mark.parametrize("run", [".", ".."])
+def test_run_must_name_a_folder_of_its_own(run: str) -> None:
+    # "." would put the outputs straight into results/, ".." into the repository root
+    with pytest.raises(lvt_config.ConfigError, match=rf"config key run: '{re.escape(run)}' "):
+        lvt_config.validate({"run": run})
+    assert lvt_config.validate({"run": f"{run}x"})["run"] == f"{run}x"
 
 
 def test_stage_settings_check_only_their_sections() -> None:

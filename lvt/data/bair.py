@@ -47,7 +47,10 @@ FRAME_SHAPE = (64, 64, 3)
 FPS = 10.0
 """BAIR stores no frame rate; 10 fps is the rate commonly given for its camera (and the FVD
 protocol's clips), used for the dataset's fps attribute and the time windows in its report."""
-TFRECORD_MEMBER = re.compile(r"softmotion30_44k/(train|test)/[^/]+\.tfrecords")
+TFRECORD_MEMBER = re.compile(r"softmotion30_44k/(train|test)/\w[\w.-]*\.tfrecords", re.ASCII)
+"""The tar members unpacked. Their file names are strict (ASCII letters, digits and `_.-`, no
+leading `.` or `-`) because they become job wildcards, file names and command-line arguments."""
+_ANY_TFRECORD = re.compile(r"softmotion30_44k/(train|test)/[^/]+\.tfrecords")
 EXTRAS = {"actions": ("action", 4), "endeffector_pos": ("endeffector_pos", 3)}
 """Per-frame arrays kept besides the frames: name in the dataset -> (feature suffix, width)."""
 
@@ -167,16 +170,27 @@ def _content_range(header: str) -> tuple[int, int | None]:
 # --- unpack --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Unpacked:
+    """What `extract_tfrecords` did: the files written (sorted) and every other member with the
+    reason it was skipped, in tar order."""
+
+    files: list[Path]
+    skipped: list[tuple[str, str]]
+
+
 def extract_tfrecords(
     tar_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]
-) -> list[Path]:
-    """Unpack only the `softmotion30_44k/{train,test}/*.tfrecords` members to `out_dir/{split}/`.
+) -> Unpacked:
+    """Unpack only the TFRECORD_MEMBER members to `out_dir/{split}/`.
 
-    The tar is read as a stream (one pass over 32 GB); other members, links and unsafe names
-    (absolute, `..`) are skipped. Each file appears atomically. Returns the files, sorted.
+    The tar is read as a stream (one pass over 32 GB). Every other member (other files, folders,
+    links, unsafe paths, TFRecord names with other characters) is skipped and listed with the
+    reason. Each file appears atomically.
     """
     out = Path(out_dir)
-    written = []
+    written: list[Path] = []
+    skipped: list[tuple[str, str]] = []
     try:
         with tarfile.open(tar_path, "r|*") as tar, tqdm(
             total=os.path.getsize(tar_path), unit="B", unit_scale=True, unit_divisor=1024,
@@ -184,8 +198,9 @@ def extract_tfrecords(
         ) as bar:
             for member in tar:
                 bar.update(member.size)
-                name = _safe_tfrecord_name(member)
+                name, reason = _tfrecord_name(member)
                 if name is None:
+                    skipped.append((member.name, reason))
                     continue
                 split, file_name = PurePosixPath(name).parts[1:]
                 source = tar.extractfile(member)
@@ -197,7 +212,7 @@ def extract_tfrecords(
         raise InputError(f"{tar_path}: not a readable tar file ({error})") from error
     if not written:
         raise InputError(f"{tar_path}: no member matches {TFRECORD_MEMBER.pattern}")
-    return sorted(written)
+    return Unpacked(sorted(written), skipped)
 
 
 def tfrecord_stems(folder: str | os.PathLike[str], split: str) -> list[str]:
@@ -207,16 +222,20 @@ def tfrecord_stems(folder: str | os.PathLike[str], split: str) -> list[str]:
     )
 
 
-def _safe_tfrecord_name(member: tarfile.TarInfo) -> str | None:
-    """The member's normalised name if it is a wanted TFRecord and safe to write, else None."""
+def _tfrecord_name(member: tarfile.TarInfo) -> tuple[str | None, str]:
+    """(the member's normalised name, "") if it is to be unpacked, else (None, why not)."""
     parts = PurePosixPath(member.name).parts
     if member.name.startswith("/") or ".." in parts:
-        log.warning("skipped unsafe tar member %r", member.name)
-        return None
+        return None, "unsafe path (absolute or with '..')"
+    if not member.isfile():
+        return None, "not a regular file"
     name = "/".join(part for part in parts if part != ".")
-    if not member.isfile() or not TFRECORD_MEMBER.fullmatch(name):
-        return None
-    return name
+    if TFRECORD_MEMBER.fullmatch(name):
+        return name, ""
+    if _ANY_TFRECORD.fullmatch(name):
+        return None, ("file name has characters other than ASCII letters, digits and '_.-', "
+                      "or starts with '.' or '-'")
+    return None, "not a softmotion30_44k/{train,test}/*.tfrecords file"
 
 
 # --- TFRecord framing ----------------------------------------------------------------------------

@@ -15,10 +15,12 @@ log = logging.getLogger(__name__)
 
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    """Unpack --tar into --out-dir/{train,test}/ (no settings)."""
-    files = extract_tfrecords(args.tar, args.out_dir)
-    log.info("%s: TFRecord files per split %s", args.out_dir,
-             dict(Counter(path.parent.name for path in files)))
+    """Unpack --tar into --out-dir/{train,test}/ (no settings); log each skipped member and why."""
+    unpacked = extract_tfrecords(args.tar, args.out_dir)
+    for name, reason in unpacked.skipped:
+        log.warning("%s: skipped member %r: %s", args.tar, name, reason)
+    log.info("%s: TFRecord files per split %s, %d other members skipped", args.out_dir,
+             dict(Counter(path.parent.name for path in unpacked.files)), len(unpacked.skipped))
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

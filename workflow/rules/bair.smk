@@ -39,7 +39,7 @@ if config["source"]["kind"] == "bair":
             ENV
         shell:
             "python -m lvt.stages.bair_download --settings {params.settings:q}"
-            " --out {output.tar} > {log} 2>&1"
+            " --out {output.tar:q} > {log:q} 2>&1"
 
     checkpoint bair_extract:
         """Unpack only softmotion30_44k/{train,test}/*.tfrecords; their number is known only now."""
@@ -57,8 +57,8 @@ if config["source"]["kind"] == "bair":
         conda:
             ENV
         shell:
-            "python -m lvt.stages.bair_extract --tar {input.tar}"
-            " --out-dir {output.tfrecords} > {log} 2>&1"
+            "python -m lvt.stages.bair_extract --tar {input.tar:q}"
+            " --out-dir {output.tfrecords:q} > {log:q} 2>&1"
 
     rule bair_convert:
         """Read one TFRecord file (own reader, CRC-checked) into a temporary shard."""
@@ -78,8 +78,8 @@ if config["source"]["kind"] == "bair":
         conda:
             ENV
         shell:
-            "python -m lvt.stages.bair_convert --tfrecord {input.tfrecord}"
-            " --out {output.shard} > {log} 2>&1"
+            "python -m lvt.stages.bair_convert --tfrecord {input.tfrecord:q}"
+            " --out {output.shard:q} > {log:q} 2>&1"
 
     rule bair_pack_split:
         """Merge a split's shards (TFRecord name, then record order) into its dataset and report."""
@@ -104,5 +104,5 @@ if config["source"]["kind"] == "bair":
         conda:
             ENV
         shell:
-            "python -m lvt.stages.bair_pack --shards {input.shards} --split {wildcards.split}"
-            " --out {output.dataset} --manifest {output.manifest} > {log} 2>&1"
+            "python -m lvt.stages.bair_pack --shards {input.shards:q} --split {wildcards.split:q}"
+            " --out {output.dataset:q} --manifest {output.manifest:q} > {log:q} 2>&1"

@@ -22,9 +22,9 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.evaluate --settings {params.settings:q} --vqvae {input.vqvae}"
-        " --transformer {input.transformer} --codes {input.codes} --dataset {input.dataset}"
-        " --threads {threads} --out {output.metrics} > {log} 2>&1"
+        "python -m lvt.stages.evaluate --settings {params.settings:q} --vqvae {input.vqvae:q}"
+        " --transformer {input.transformer:q} --codes {input.codes:q} --dataset {input.dataset:q}"
+        " --threads {threads} --out {output.metrics:q} > {log:q} 2>&1"
 
 
 rule fvd:
@@ -52,9 +52,9 @@ rule fvd:
     conda:
         ENV
     shell:
-        "python -m {params.stage} --settings {params.settings:q} --vqvae {input.vqvae}"
-        " --transformer {input.transformer} --codes {input.codes} --dataset {input.dataset}"
-        " --samples {input.samples} --threads {threads} --out {output.scores} > {log} 2>&1"
+        "python -m {params.stage:q} --settings {params.settings:q} --vqvae {input.vqvae:q}"
+        " --transformer {input.transformer:q} --codes {input.codes:q} --dataset {input.dataset:q}"
+        " --samples {input.samples:q} --threads {threads} --out {output.scores:q} > {log:q} 2>&1"
 
 
 use rule fvd as frame_scores with:

@@ -42,8 +42,8 @@ if config["source"]["kind"] == "kinetics600":
             ENV
         shell:
             "python -m lvt.stages.kinetics_download --settings {params.settings:q}"
-            " --split {wildcards.split} --shard {wildcards.shard} --out {output.outcomes}"
-            " > {log} 2>&1"
+            " --split {wildcards.split:q} --shard {wildcards.shard:q} --out {output.outcomes:q}"
+            " > {log:q} 2>&1"
 
     rule kinetics_manifest:
         """Merge the download outcomes and invalid CSV rows into the source manifest."""
@@ -66,5 +66,5 @@ if config["source"]["kind"] == "kinetics600":
             ENV
         shell:
             "python -m lvt.stages.kinetics_manifest --settings {params.settings:q}"
-            " --train-outcomes {input.train} --test-outcomes {input.test}"
-            " --manifest {output.manifest} > {log} 2>&1"
+            " --train-outcomes {input.train:q} --test-outcomes {input.test:q}"
+            " --manifest {output.manifest:q} > {log:q} 2>&1"

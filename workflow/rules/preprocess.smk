@@ -40,8 +40,9 @@ if config["source"]["kind"] != "bair":
         conda:
             ENV
         shell:
-            "python -m lvt.stages.trim --settings {params.settings:q} --manifest {input.manifest}"
-            " --split {wildcards.split} --shard {wildcards.shard} --out-dir {output.clips} > {log} 2>&1"
+            "python -m lvt.stages.trim --settings {params.settings:q} --manifest {input.manifest:q}"
+            " --split {wildcards.split:q} --shard {wildcards.shard:q} --out-dir {output.clips:q}"
+            " > {log:q} 2>&1"
 
     rule frames_shard:
         """Decode one shard's clips (optional fps resampling): central square, resized (Lanczos)."""
@@ -61,8 +62,8 @@ if config["source"]["kind"] != "bair":
         conda:
             ENV
         shell:
-            "python -m lvt.stages.frames --settings {params.settings:q} --clips {input.clips}"
-            " --out {output.frames} > {log} 2>&1"
+            "python -m lvt.stages.frames --settings {params.settings:q} --clips {input.clips:q}"
+            " --out {output.frames:q} > {log:q} 2>&1"
 
     rule crop_split:
         """Pack a split's center-cropped frames into one HDF5 dataset (the frames jobs cropped them)."""
@@ -83,5 +84,5 @@ if config["source"]["kind"] != "bair":
         conda:
             ENV
         shell:
-            "python -m lvt.stages.crop --settings {params.settings:q} --frames {input.frames}"
-            " --out {output.dataset} --manifest {output.manifest} > {log} 2>&1"
+            "python -m lvt.stages.crop --settings {params.settings:q} --frames {input.frames:q}"
+            " --out {output.dataset:q} --manifest {output.manifest:q} > {log:q} 2>&1"

@@ -50,8 +50,8 @@ rule report_curves:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.report_curves --vqvae-metrics {input.vqvae}"
-        " --transformer-metrics {input.transformer} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m lvt.stages.report_curves --vqvae-metrics {input.vqvae:q}"
+        " --transformer-metrics {input.transformer:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule report_scores:
@@ -74,8 +74,8 @@ rule report_scores:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.report_scores --scores {input.scores} --out {output.table}"
-        " > {log} 2>&1"
+        "python -m lvt.stages.report_scores --scores {input.scores:q} --out {output.table:q}"
+        " > {log:q} 2>&1"
 
 
 rule report_samples:
@@ -100,5 +100,5 @@ rule report_samples:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.report_samples --samples {input.samples}"
-        " --out-dir {output.pages} > {log} 2>&1"
+        "python -m lvt.stages.report_samples --samples {input.samples:q}"
+        " --out-dir {output.pages:q} > {log:q} 2>&1"

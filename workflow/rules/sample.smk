@@ -21,9 +21,9 @@ rule sample:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.sample --settings {params.settings:q} --vqvae {input.vqvae}"
-        " --transformer {input.transformer} --codes {input.codes} --dataset {input.dataset}"
-        " --threads {threads} --out-dir {output.samples} > {log} 2>&1"
+        "python -m lvt.stages.sample --settings {params.settings:q} --vqvae {input.vqvae:q}"
+        " --transformer {input.transformer:q} --codes {input.codes:q} --dataset {input.dataset:q}"
+        " --threads {threads} --out-dir {output.samples:q} > {log:q} 2>&1"
 
 
 rule fvd_sample:
@@ -52,6 +52,6 @@ rule fvd_sample_shard:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.fvd_sample --settings {params.settings:q} --vqvae {input.vqvae}"
-        " --transformer {input.transformer} --codes {input.codes} --shard {wildcards.shard}"
-        " --threads {threads} --out {output.samples} > {log} 2>&1"
+        "python -m lvt.stages.fvd_sample --settings {params.settings:q} --vqvae {input.vqvae:q}"
+        " --transformer {input.transformer:q} --codes {input.codes:q} --shard {wildcards.shard:q}"
+        " --threads {threads} --out {output.samples:q} > {log:q} 2>&1"

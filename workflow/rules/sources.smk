@@ -20,7 +20,7 @@ if config["source"]["kind"] == "synthetic":
             ENV
         shell:
             "python -m lvt.stages.synthesize --settings {params.settings:q}"
-            " --out-dir {output.videos} --manifest {output.manifest} > {log} 2>&1"
+            " --out-dir {output.videos:q} --manifest {output.manifest:q} > {log:q} 2>&1"
 
 elif config["source"]["kind"] == "local":
 
@@ -41,4 +41,4 @@ elif config["source"]["kind"] == "local":
             ENV
         shell:
             "python -m lvt.stages.scan_local --settings {params.settings:q}"
-            " --manifest {output.manifest} > {log} 2>&1"
+            " --manifest {output.manifest:q} > {log:q} 2>&1"

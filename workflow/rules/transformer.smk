@@ -24,5 +24,5 @@ rule train_transformer:
         ENV
     shell:
         "{params.launcher} -m lvt.stages.train_transformer --settings {params.settings:q}"
-        " --codes {input.codes} --state-dir {params.state} --threads {threads}"
-        " --model {output.model} --metrics {output.metrics} > {log} 2>&1"
+        " --codes {input.codes:q} --state-dir {params.state:q} --threads {threads}"
+        " --model {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"

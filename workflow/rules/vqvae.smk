@@ -24,8 +24,8 @@ rule train_vqvae:
         ENV
     shell:
         "{params.launcher} -m lvt.stages.train_vqvae --settings {params.settings:q}"
-        " --dataset {input.dataset} --state-dir {params.state} --threads {threads}"
-        " --model {output.model} --metrics {output.metrics} > {log} 2>&1"
+        " --dataset {input.dataset:q} --state-dir {params.state:q} --threads {threads}"
+        " --model {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 rule extract_codes:
@@ -53,5 +53,5 @@ rule extract_codes_split:
     conda:
         ENV
     shell:
-        "python -m lvt.stages.extract_codes --model {input.model} --dataset {input.dataset}"
-        " --threads {threads} --out {output.codes} > {log} 2>&1"
+        "python -m lvt.stages.extract_codes --model {input.model:q} --dataset {input.dataset:q}"
+        " --threads {threads} --out {output.codes:q} > {log:q} 2>&1"
