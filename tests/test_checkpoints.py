@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import struct
+import subprocess
+import sys
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import FIXTURES, needs_fixtures
 
-from lvt.checkpoints import file_sha256, load_model, save_model
+from lvt.checkpoints import VERSION, file_sha256, load_model, save_model, write_payload
 from lvt.cli import main
+from lvt.data.dataset import VideoArraysWriter
+from lvt.errors import InputError
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.original import import_transformer, import_vqvae
@@ -48,7 +58,8 @@ def test_round_trip_both_kinds(tmp_path):
         digest = save_model(path, kind, config, model, extra={"step": 12})
         assert digest == file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
         payload = torch.load(path, weights_only=True)
-        assert (payload["format"], payload["version"], payload["kind"]) == ("lvt-model", 1, kind)
+        assert (payload["format"], payload["version"], payload["kind"]) == ("lvt-model", VERSION,
+                                                                         kind)
         assert payload["step"] == 12 and isinstance(payload["lvt_version"], str)
         loaded, loaded_config = load_model(path, kind)
         assert loaded_config == config
@@ -63,7 +74,7 @@ def test_config_with_lists_is_accepted(tmp_path):
     payload["config"] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in payload["config"].items()
     }
-    torch.save(payload, path)
+    write_payload(path, payload)
     assert load_model(path, "transformer")[1] == VT_CONFIG
 
 
@@ -90,21 +101,92 @@ def test_clear_errors_naming_the_file(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
     payload = torch.load(good, weights_only=True)
     payload["config"]["channels"] = 32
-    torch.save(payload, tmp_path / "misfit.pt")
+    torch.save(payload, tmp_path / "edited.pt")  # its digest is of the original contents
+    write_payload(tmp_path / "misfit.pt", payload)
     payload["config"]["colour"] = "red"
-    torch.save(payload, tmp_path / "unknown_key.pt")
+    write_payload(tmp_path / "unknown_key.pt", payload)
+    del payload["digest"]
+    torch.save(payload, tmp_path / "no_digest.pt")
+    torch.save({**payload, "version": 1}, tmp_path / "version_1.pt")
     cases = {
         "missing.pt": ("vqvae", "no such"),
         "corrupt.pt": ("vqvae", "not a readable"),
         "foreign.pt": ("vqvae", "not an lvt-model"),
         "good.pt": ("transformer", "holds a 'vqvae' model"),
+        "edited.pt": ("vqvae", "contents do not match their digest"),
         "misfit.pt": ("vqvae", "do not fit"),
         "unknown_key.pt": ("vqvae", "colour"),
+        "no_digest.pt": ("vqvae", "carries no digest"),
+        "version_1.pt": ("vqvae", "format version 1, expected 2; it carries no digest"),
     }
     for name, (kind, message) in cases.items():
         with pytest.raises(ValueError, match=message) as err:
             load_model(tmp_path / name, kind)
         assert str(tmp_path / name) in str(err.value)
+
+
+def flip_a_bit_in_a_tensor(path: Path) -> None:
+    """Flip one bit in the stored bytes of the file's largest tensor (torch's zip archive holds
+    them uncompressed, as `<archive>/data/<n>`)."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        entry = max((info for info in archive.infolist()
+                     if re.fullmatch(r"[^/]+/data/\d+", info.filename)),
+                    key=lambda info: info.file_size)
+    assert entry.compress_type == zipfile.ZIP_STORED
+    name_length, extra_length = struct.unpack_from("<HH", data, entry.header_offset + 26)
+    start = entry.header_offset + 30 + name_length + extra_length
+    data[start + entry.file_size // 2] ^= 0x10
+    path.write_bytes(data)
+
+
+def test_a_flipped_bit_in_a_tensor_is_an_error(tmp_path):
+    path = tmp_path / "vqvae.pt"
+    save_model(path, "vqvae", VQ_CONFIG, VQVAE(VQ_CONFIG))
+    flip_a_bit_in_a_tensor(path)
+    torch.load(path, weights_only=True)  # torch itself does not notice
+    with pytest.raises(InputError, match="contents do not match their digest") as err:
+        load_model(path, "vqvae")
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_extract_codes_refuses_a_damaged_model(tmp_path):
+    model = tmp_path / "vqvae.pt"
+    save_model(model, "vqvae", VQ_CONFIG, VQVAE(VQ_CONFIG))
+    flip_a_bit_in_a_tensor(model)
+    frames = tmp_path / "frames.h5"
+    with VideoArraysWriter(frames, "frames", np.uint8, {"fps": 10.0}) as writer:
+        writer.add("v", np.zeros((3, 16, 16, 3), np.uint8))
+    out = tmp_path / "codes.h5"
+    result = subprocess.run([sys.executable, "-m", "lvt.stages.extract_codes", "--model",
+                             str(model), "--dataset", str(frames), "--out", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert f"{model}: contents do not match their digest" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+SAVE_IN_ANOTHER_PROCESS = f"""
+import sys
+import torch
+from lvt.checkpoints import save_model
+from lvt.models.vqvae import VQVAE, VQVAEConfig
+torch.manual_seed(0)
+config = VQVAEConfig(**{asdict(VQ_CONFIG)!r})
+print(save_model(sys.argv[1], "vqvae", config, VQVAE(config)))
+"""
+
+
+def test_the_same_weights_give_the_same_bytes(tmp_path):
+    torch.manual_seed(0)
+    digest = save_model(tmp_path / "a" / "model.pt", "vqvae", VQ_CONFIG, VQVAE(VQ_CONFIG))
+    other = tmp_path / "b" / "vqvae.pt"
+    result = subprocess.run([sys.executable, "-c", SAVE_IN_ANOTHER_PROCESS, str(other)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == digest
+    assert other.read_bytes() == (tmp_path / "a" / "model.pt").read_bytes()
 
 
 def test_save_rejects_bad_arguments(tmp_path):

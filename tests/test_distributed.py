@@ -26,7 +26,7 @@ from lvt.data.dataset import VideoArrays, VideoArraysWriter
 from lvt.models.transformer import TransformerConfig, VideoTransformer, optimizer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.training.distributed import SINGLE_PROCESS, Distributed, process_group
-from lvt.training.loop import CHECKPOINT_NAME, METRICS_NAME, LoopSettings, TrainingTask, train
+from lvt.training.loop import METRICS_NAME, LoopSettings, TrainingTask, checkpoint_name, train
 from lvt.training.transformer import TransformerTraining
 from lvt.training.vqvae import VQVAETraining
 
@@ -151,9 +151,9 @@ def test_every_rank_holds_the_same_weights_and_codebooks(name: str, two_processe
 def test_only_rank_0_writes_and_all_ranks_resume(name: str, two_processes: Path) -> None:
     assert not (two_processes / name / "rank1").exists()
     state_dir = two_processes / name / "rank0"
-    assert sorted(p.name for p in state_dir.iterdir()) == [CHECKPOINT_NAME, METRICS_NAME]
+    assert sorted(p.name for p in state_dir.iterdir()) == [checkpoint_name(STEPS), METRICS_NAME]
     assert metric_steps(state_dir / METRICS_NAME) == list(range(1, STEPS + 1))
-    assert torch.load(state_dir / CHECKPOINT_NAME, weights_only=True)["step"] == STEPS
+    assert torch.load(state_dir / checkpoint_name(STEPS), weights_only=True)["step"] == STEPS
 
 
 def train_vqvae_stage(python: list[str], data: Path, out: Path, batch_size: int = BATCH):

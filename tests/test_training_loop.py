@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_checkpoints import flip_a_bit_in_a_tensor
 
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
 from lvt.models.vqvae import VQVAE, VQVAEConfig
-from lvt.training.loop import CHECKPOINT_NAME, LoopSettings, train
+from lvt.training.loop import LoopSettings, checkpoint_name, checkpoints, train
 from lvt.training.vqvae import VQVAETraining
 
 LOG = logging.getLogger("test")
@@ -75,8 +76,52 @@ def test_resume_continues_exactly(frames_file: Path, tmp_path: Path, caplog) -> 
     assert_same(weights(straight), weights(resumed))
     steps = [int(line.split(",")[0]) for line in metrics.read_text().splitlines()[1:]]
     assert steps == [1, 2, 3, 4, 5, 6]
-    state = torch.load(tmp_path / "resumed" / CHECKPOINT_NAME, weights_only=True)
+    assert checkpoints(tmp_path / "resumed") == [tmp_path / "resumed" / checkpoint_name(6)]
+    state = torch.load(tmp_path / "resumed" / checkpoint_name(6), weights_only=True)
     assert state["step"] == 6
+
+
+def test_damaged_and_foreign_checkpoints_are_skipped(frames_file: Path, tmp_path: Path,
+                                                     caplog) -> None:
+    straight = make_task(frames_file)
+    run(straight, 9, tmp_path / "straight")
+
+    state_dir = tmp_path / "resumed"
+    run(make_task(frames_file), 3, state_dir)
+    good = (state_dir / checkpoint_name(3)).read_bytes()
+    run(make_task(frames_file), 4, tmp_path / "other", fingerprint="other")
+    (tmp_path / "other" / checkpoint_name(4)).rename(state_dir / checkpoint_name(4))
+    (state_dir / checkpoint_name(5)).write_bytes(b"\x00garbage")
+    (state_dir / checkpoint_name(6)).write_bytes(good)
+    flip_a_bit_in_a_tensor(state_dir / checkpoint_name(6))
+    (state_dir / checkpoint_name(7)).write_bytes(good[: len(good) // 2])
+    torch.manual_seed(12345)
+    resumed = make_task(frames_file)
+    with caplog.at_level(logging.INFO):
+        metrics = run(resumed, 9, state_dir)
+    for step, reason in ((7, "not a readable training checkpoint"),
+                         (6, "contents do not match their digest"),
+                         (5, "not a readable training checkpoint"),
+                         (4, "it was made with other settings or data")):
+        assert f"skipping {state_dir / checkpoint_name(step)}: {reason}" in caplog.text
+    assert f"resuming from {state_dir / checkpoint_name(3)} at step 3" in caplog.text
+    assert_same(weights(straight), weights(resumed))
+    steps = [int(line.split(",")[0]) for line in metrics.read_text().splitlines()[1:]]
+    assert steps == list(range(1, 10))
+    assert checkpoints(state_dir) == [state_dir / checkpoint_name(9)]
+
+
+def test_no_usable_checkpoint_starts_afresh(frames_file: Path, tmp_path: Path, caplog) -> None:
+    straight = make_task(frames_file)
+    run(straight, 3, tmp_path / "straight")
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / checkpoint_name(3)).write_bytes(b"")
+    again = make_task(frames_file)
+    with caplog.at_level(logging.INFO):
+        run(again, 3, tmp_path / "damaged")
+    assert f"skipping {tmp_path / 'damaged' / checkpoint_name(3)}: " in caplog.text
+    assert "no usable checkpoint" in caplog.text and "starting afresh" in caplog.text
+    assert_same(weights(straight), weights(again))
 
 
 def test_checkpoint_of_other_settings_is_ignored(frames_file: Path, tmp_path: Path,
@@ -114,4 +159,4 @@ def test_non_finite_loss_stops_training(tmp_path: Path) -> None:
     with pytest.raises(FloatingPointError, match="step 1"):
         train(LinearRegression(), LoopSettings(steps=5, checkpoint_every=1, log_every=1),
               tmp_path, "f", LOG)
-    assert not (tmp_path / CHECKPOINT_NAME).exists()
+    assert checkpoints(tmp_path) == []

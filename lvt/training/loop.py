@@ -3,9 +3,12 @@
 It fixes the reference trainer's failures (lvt-method.md §9.1-2): every exception and every
 non-finite loss ends the process with a non-zero status, and a killed run resumes exactly from
 its last checkpoint (model, optimisers, step and every random state), which lives outside the
-rule's declared outputs so that Snakemake never deletes it. With several processes, rank 0
-alone writes the checkpoint and metrics and every rank loads the checkpoint; the tasks keep all
-ranks' weights and random states identical, so rank 0's are everyone's.
+rule's declared outputs so that Snakemake never deletes it. Each checkpoint is a new file,
+`checkpoint-<step>.pt`, carrying a digest of its contents (`lvt.checkpoints.write_payload`); the
+older ones are deleted only once it has been read back and verified, and a resumed run skips,
+with a log line, any that is damaged or of other settings. With several processes, rank 0
+alone writes the checkpoints and metrics and every rank loads the checkpoint; the tasks keep
+all ranks' weights and random states identical, so rank 0's are everyone's.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +27,11 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
-from lvt.atomic import atomic_path
+from lvt.checkpoints import read_payload, write_payload
+from lvt.errors import InputError
 from lvt.training.distributed import SINGLE_PROCESS, Distributed
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)\.pt")
 METRICS_NAME = "metrics.csv"
 
 
@@ -70,26 +76,62 @@ def _restore_random_states(states: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state(states["cuda"])
 
 
-def _save_checkpoint(path: Path, task: TrainingTask, step: int, fingerprint: str) -> None:
-    state = {"task": task.state_dict(), "step": step, "fingerprint": fingerprint,
-             "random": _random_states()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def checkpoint_name(step: int) -> str:
+    """File name of the checkpoint taken after `step` steps."""
+    return f"checkpoint-{step}.pt"
+
+
+def checkpoints(state_dir: Path) -> list[Path]:
+    """The checkpoint files in `state_dir`, newest (most steps) first."""
+    found = [(int(match[1]), path) for path in state_dir.glob("checkpoint-*.pt")
+             if (match := CHECKPOINT_PATTERN.fullmatch(path.name))]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def _sync(path: Path) -> None:
+    """Flush a file and its folder's entry for it to the disk: a file renamed into a new name may
+    otherwise reach the disk after the deletion of the checkpoint it replaces."""
+    for target in (path, path.parent):
+        handle = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
+def _save_checkpoint(state_dir: Path, task: TrainingTask, step: int, fingerprint: str) -> None:
+    """Write this step's checkpoint, flush it to the disk and read it back to verify it, and only
+    then delete all others, so that a good checkpoint exists at every moment."""
+    path = state_dir / checkpoint_name(step)
+    write_payload(path, {"task": task.state_dict(), "step": step, "fingerprint": fingerprint,
+                         "random": _random_states()})
+    _sync(path)
+    read_payload(path, "training checkpoint")
+    for old in checkpoints(state_dir):
+        if old != path:
+            old.unlink(missing_ok=True)
 
 
 def _resume(state_dir: Path, task: TrainingTask, fingerprint: str, log: logging.Logger) -> int:
-    """Load the last checkpoint if it belongs to this exact run; return the step to start at."""
-    path = state_dir / CHECKPOINT_NAME
-    if not path.exists():
-        return 0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["fingerprint"] != fingerprint:
-        log.info("ignoring %s: it was made with other settings or data; starting afresh", path)
-        return 0
-    task.load_state_dict(state["task"])
-    _restore_random_states(state["random"])
-    log.info("resuming from %s at step %d", path, state["step"])
-    return state["step"]
+    """Load the newest checkpoint that is intact and belongs to this exact run; return the step
+    to start at. Each one passed over is logged with the reason."""
+    found = checkpoints(state_dir)
+    for path in found:
+        try:
+            state = read_payload(path, "training checkpoint")
+        except InputError as err:
+            log.warning("skipping %s", err)
+            continue
+        if state.get("fingerprint") != fingerprint:
+            log.info("skipping %s: it was made with other settings or data", path)
+            continue
+        task.load_state_dict(state["task"])
+        _restore_random_states(state["random"])
+        log.info("resuming from %s at step %d", path, state["step"])
+        return state["step"]
+    if found:
+        log.info("no usable checkpoint in %s; starting afresh", state_dir)
+    return 0
 
 
 def _metrics_writer(path: Path, start: int, fields: list[str]) -> tuple[Any, csv.DictWriter]:
@@ -141,7 +183,7 @@ def train(
                 progress.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
             progress.update()
             if step % settings.checkpoint_every == 0 or step == settings.steps:
-                _save_checkpoint(state_dir / CHECKPOINT_NAME, task, step, fingerprint)
+                _save_checkpoint(state_dir, task, step, fingerprint)
     finally:
         progress.close()
         if handle is not None:
