@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_training_loop import assert_same, make_task, run, weights, write_frames
 
 from lvt.atomic import remove_leftover_temporaries
 from lvt.checkpoints import save_model
@@ -205,3 +206,41 @@ def test_crop_checks_the_free_space_before_it_writes(small_disk, tmp_path):
     assert f"{out}: needs about 1.4 MiB for 120 frames of 64x64, but only" in result.stderr
     assert "no space left" not in result.stderr
     assert sorted(p.name for p in small_disk.iterdir()) == []
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint(small_disk):
+    frames = write_frames(small_disk.parent / "frames.h5")
+    state = small_disk / "train_state"
+    run(make_task(frames), 3, state)
+    fill(small_disk)
+    with pytest.raises(DiskSpaceError, match=f"{state / 'checkpoint-6.pt'}: no space left"):
+        run(make_task(frames), 6, state)
+    assert sorted(p.name for p in state.iterdir()) == ["checkpoint-3.pt", "metrics.csv"]
+    (small_disk / "ballast").unlink()
+    resumed, uninterrupted = make_task(frames), make_task(frames)
+    run(resumed, 6, state)
+    run(uninterrupted, 6, small_disk.parent / "uninterrupted")
+    assert_same(weights(resumed), weights(uninterrupted))
+
+
+WRITE_PLAINLY_BEYOND_THE_DISK = """
+from lvt.stages.common import run_stage, stage_parser
+
+def main(args, settings):
+    with open(args.out / "part", "wb", buffering=0) as sink:
+        for _ in range(300):
+            sink.write(bytes(4096))
+
+parser = stage_parser("writes 1.2 MiB into a folder, not through atomic_path")
+parser.add_output("--out")
+run_stage(main, parser)
+"""
+
+
+def test_a_full_disk_without_a_file_name_names_the_stage_outputs(small_disk):
+    out = small_disk / "folder"
+    out.mkdir()
+    result = run_script(WRITE_PLAINLY_BEYOND_THE_DISK, "--out", out)
+    assert result.returncode == 2, result.stderr
+    assert f"{out}: no space left on the device while writing it" in result.stderr
+    assert "Traceback" not in result.stderr

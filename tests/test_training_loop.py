@@ -24,8 +24,11 @@ TINY = VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks
 
 @pytest.fixture(scope="module")
 def frames_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_frames(tmp_path_factory.mktemp("data") / "train.h5")
+
+
+def write_frames(path: Path) -> Path:
     """Two short videos of smooth random 16×16 frames."""
-    path = tmp_path_factory.mktemp("data") / "train.h5"
     rng = np.random.default_rng(0)
     with VideoArraysWriter(path, "frames", np.uint8, {"fps": 10.0}) as writer:
         for name, length in (("a", 5), ("b", 7)):

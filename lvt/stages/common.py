@@ -74,14 +74,17 @@ def run_stage(stage: Stage, parser: StageParser, argv: Sequence[str] | None = No
                 for leftover in remove_leftover_temporaries(path):
                     log.info("removed %s, left by a writer that was killed", leftover)
             stage(args, settings)
-    except (ConfigError, InputError, DiskSpaceError, OSError) as error:
-        disk_full = isinstance(error, DiskSpaceError) or is_disk_full(error)
-        if isinstance(error, OSError) and not disk_full:
-            raise
+    except (ConfigError, InputError, DiskSpaceError) as error:
         log.error("%s", error)
-        if disk_full:
+        if isinstance(error, DiskSpaceError):
             _exit_at_once(2)
         sys.exit(2)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        where = error.filename or ", ".join(map(str, written)) or "this stage's outputs"
+        log.error("%s: no space left on the device while writing it (%s)", where, error.strerror)
+        _exit_at_once(2)
 
 
 def _exit_at_once(status: int) -> None:
