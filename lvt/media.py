@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -33,8 +34,28 @@ def write_png_frames(video: np.ndarray, folder: Path) -> None:
             Image.fromarray(frame).save(tmp, format="PNG")
 
 
+UNKNOWN_RATE_FPS = 10.0
+"""The rate a GIF plays at when its video's frame rate is unknown (recorded as 0)."""
+MIN_GIF_DELAY = 2
+"""The shortest frame delay in GIF's hundredths of a second that browsers honour; they play
+shorter ones at 10, so rates above 50 fps play at 50."""
+
+
+def gif_delays(frames: int, fps: float) -> list[int]:
+    """Per-frame delays in ms for a GIF of `frames` frames at `fps` (0: unknown).
+
+    GIF counts delays in hundredths of a second, so each is a multiple of 10 ms chosen so that
+    frame k starts at k / fps rounded to that unit: 30 fps plays as 30, 40, 30 ms, ... and
+    keeps its pace instead of drifting to 33 fps.
+    """
+    rate = fps if fps > 0 else UNKNOWN_RATE_FPS
+    starts = [round(100 * k / rate) for k in range(frames + 1)]
+    return [10 * max(end - start, MIN_GIF_DELAY) for start, end in itertools.pairwise(starts)]
+
+
 def write_gif(video: np.ndarray, path: Path, fps: float, scale: int = 2) -> None:
-    """An endlessly looping GIF, enlarged `scale` times with nearest-neighbour pixels."""
+    """An endlessly looping GIF at the video's frame rate (see `gif_delays`), enlarged `scale`
+    times with nearest-neighbour pixels."""
     frames = [
         Image.fromarray(frame).resize(
             (frame.shape[1] * scale, frame.shape[0] * scale), Image.Resampling.NEAREST
@@ -43,7 +64,7 @@ def write_gif(video: np.ndarray, path: Path, fps: float, scale: int = 2) -> None
     ]
     with atomic_path(path) as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                       duration=round(1000 / fps), loop=0)
+                       duration=gif_delays(len(frames), fps), loop=0)
 
 
 def side_by_side(*videos: np.ndarray, gap: int = 2) -> np.ndarray:

@@ -1,19 +1,25 @@
-"""`lvt sample`: complete priming frames from a PNG folder or a video file; clear errors."""
+"""`lvt sample`: complete priming frames from a PNG folder or a video file; clear errors. The
+sample stage's GIFs and index at each video's own frame rate."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from lvt.checkpoints import save_model
 from lvt.cli import main
+from lvt.data.dataset import VideoArraysWriter
 from lvt.data.synthetic import write_synthetic_videos
+from lvt.media import write_gif
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.stages import sample as sample_stage
 
 VQ = VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2, codebook_size=8)
 TRANSFORMER = TransformerConfig(codebooks=2, codebook_size=8, kernel=(1, 3, 3), stride=(1, 2, 2),
@@ -76,3 +82,43 @@ def test_models_that_do_not_fit_name_the_file(models, tmp_path: Path, capsys) ->
     write_pngs(tmp_path / "prime", 1, 64)
     assert sample((models[0], mismatched), tmp_path / "prime", tmp_path / "out") != 0
     assert str(mismatched) in capsys.readouterr().err
+
+
+def gif_delays_ms(path: Path) -> list[int]:
+    """The delay of every frame of a GIF as a reader sees it."""
+    with Image.open(path) as gif:
+        return [frame.info["duration"] for frame in ImageSequence.Iterator(gif)]
+
+
+@pytest.mark.parametrize(("fps", "frames", "expected"), [
+    (29.97, 30, [30, 40, 30] * 10),  # 1 s for 30 frames; 33 ms each (GIF: 30) played 33 fps
+    (2.3, 3, [430, 440, 430]),
+    (60.0, 4, [20] * 4),  # browsers play delays under 20 ms at 100 ms
+    (0.0, 2, [100, 100]),  # unknown rate
+])
+def test_gifs_keep_the_videos_pace(tmp_path: Path, fps: float, frames: int, expected) -> None:
+    video = np.random.default_rng(0).integers(0, 255, (frames, 4, 4, 3), dtype=np.uint8)
+    write_gif(video, tmp_path / "v.gif", fps)
+    assert gif_delays_ms(tmp_path / "v.gif") == expected
+
+
+def test_sample_stage_uses_each_videos_frame_rate(models, tmp_path: Path, monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    with VideoArraysWriter(tmp_path / "test.h5", attrs={"fps": 30.0}) as frames, \
+            VideoArraysWriter(tmp_path / "codes.h5", "codes", np.uint16) as codes:
+        for index, fps in enumerate([30.0, 2.3]):
+            frames.add(f"v{index}@0-1s", rng.integers(0, 255, (3, 64, 64, 3), dtype=np.uint8),
+                       fps=fps, source_size=(320, 240))
+            codes.add(f"v{index}@0-1s", rng.integers(0, 8, (3, 2, 16, 16), dtype=np.uint16))
+    settings = {"sample": {"frames": 3, "n_prime": 1, "batch_size": 2}}
+    vqvae, transformer = models
+    monkeypatch.setattr(sys, "argv", [
+        "sample", "--settings", json.dumps(settings), "--vqvae", str(vqvae), "--transformer",
+        str(transformer), "--codes", str(tmp_path / "codes.h5"), "--dataset",
+        str(tmp_path / "test.h5"), "--out-dir", str(tmp_path / "out"), "--threads", "1"])
+    sample_stage.cli()
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert [(entry["video_id"], entry["fps"]) for entry in index["samples"]] == [
+        ("v0@0-1s", 30.0), ("v1@0-1s", 2.3)]
+    assert gif_delays_ms(tmp_path / "out" / index["samples"][1]["gif"]) == [430, 440, 430]
+    assert sum(gif_delays_ms(tmp_path / "out" / index["samples"][0]["gif"])) == 100

@@ -16,6 +16,7 @@ from lvt.data.dataset import (
     FrameShardWriter,
     VideoArrays,
     VideoArraysWriter,
+    copy_video_metadata,
     dataset_video_id,
 )
 from lvt.data.sources import SourceRow
@@ -134,3 +135,59 @@ def test_frame_shard_round_trip(tmp_path):
         with pytest.raises(InputError, match="no frames for video clip-b"):
             shard.frames("clip-b")
     assert dataset_video_id(ok) == "clip-a@0.5-2s"
+
+
+def test_each_video_keeps_its_own_frame_rate_and_source_size(tmp_path, videos):
+    rates, sizes = [30.0, 29.97, 2.3], [(1920, 1080), (640, 480), (320, 240)]
+    path = tmp_path / "mixed.h5"
+    with VideoArraysWriter(path, attrs={"fps": 30.0}) as writer:
+        for (video_id, frames), fps, size in zip(videos.items(), rates, sizes, strict=True):
+            writer.add(video_id, frames, fps=fps, source_size=size)
+    arrays = VideoArrays(path)
+    assert arrays.per_video_metadata
+    assert arrays.fps.dtype == np.float64 and list(arrays.fps) == rates
+    assert arrays.source_size.tolist() == [list(size) for size in sizes]
+    with h5py.File(tmp_path / "codes.h5", "w") as codes:
+        copy_video_metadata(arrays, codes)
+    with h5py.File(tmp_path / "codes.h5") as codes:
+        assert list(codes["fps"][:]) == rates and codes["source_size"].shape == (3, 2)
+
+
+def test_files_without_per_video_arrays_read_the_split_rate(written, tmp_path):
+    arrays = VideoArrays(written)
+    assert not arrays.per_video_metadata
+    assert list(arrays.fps) == [30.0, 30.0, 30.0]
+    assert arrays.source_size.tolist() == [[0, 0]] * 3
+    with h5py.File(tmp_path / "codes.h5", "w") as codes:
+        copy_video_metadata(arrays, codes)
+    with h5py.File(tmp_path / "codes.h5") as codes:
+        assert "fps" not in codes and "source_size" not in codes
+
+
+def test_per_video_arrays_are_all_or_nothing(tmp_path, videos, written):
+    (first, frames), (second, more) = list(videos.items())[:2]
+    with pytest.raises(ValueError, match="every video or for none"), \
+            VideoArraysWriter(tmp_path / "a.h5") as writer:
+        writer.add(first, frames, fps=25.0, source_size=(64, 48))
+        writer.add(second, more)
+    with pytest.raises(ValueError, match="every video or for none"), \
+            VideoArraysWriter(tmp_path / "b.h5") as writer:
+        writer.add(first, frames, fps=25.0)
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
+    with h5py.File(written, "a") as file:
+        file.create_dataset("fps", data=[30.0, 25.0])
+    with pytest.raises(InputError, match=f"{written}: has only one of the datasets"):
+        VideoArrays(written)
+    with h5py.File(written, "a") as file:
+        file.create_dataset("source_size", data=np.zeros((2, 2), np.int32))
+    with pytest.raises(InputError, match=rf"{written}: fps of shape \(2,\).*expected \(3,\)"):
+        VideoArrays(written)
+
+
+def test_frame_shard_keeps_the_source_size(tmp_path):
+    row = SourceRow("clip-a", "a.mp4", "train", 0.0, 1.0)
+    with FrameShardWriter(tmp_path / "shard.h5", 4) as shard:
+        shard.add(row, np.ones((2, 4, 4, 3), np.uint8), 12.5, (720, 1280))
+    with FrameShard(tmp_path / "shard.h5") as shard:
+        assert shard.frames("clip-a")[1] == 12.5
+        assert shard.source_size("clip-a") == (720, 1280)

@@ -14,6 +14,7 @@ from lvt.data.sources import (
     read_manifest,
     scan_local,
     shard_rows,
+    video_files,
     video_id_for,
     write_manifest,
 )
@@ -162,6 +163,20 @@ def test_scan_local_fails_when_nothing_is_usable(tmp_path):
     (tmp_path / "b.avi").write_bytes(b"")
     with pytest.raises(InputError, match=f"{tmp_path}: no usable video, all 2 skipped"):
         scan_local(tmp_path, False, 0.1, 0)
+
+
+def test_video_files_are_the_files_the_scan_considers(tmp_path):
+    for name in ("b/two.MKV", "a.mp4", "b/c/three.webm", "notes.txt", ".hidden.mp4",
+                 ".cache/four.mp4", "b/{w}.mp4"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    listed = video_files(tmp_path)
+    assert listed == [tmp_path / "a.mp4", tmp_path / "b" / "two.MKV", tmp_path / "b" / "{w}.mp4",
+                      tmp_path / "b" / "c" / "three.webm"]
+    with pytest.raises(InputError, match="all 4 skipped"):
+        scan_local(tmp_path, False, 0.5, 0)
+    with pytest.raises(InputError, match=f"{tmp_path / 'absent'}: source folder does not exist"):
+        video_files(tmp_path / "absent")
 
 
 def test_shards_split_the_ok_rows_and_carry_the_rest_once():

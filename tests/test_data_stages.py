@@ -14,6 +14,7 @@ import pytest
 import lvt
 from lvt.data.dataset import VideoArrays
 from lvt.data.sources import read_manifest, write_manifest
+from lvt.data.synthetic import write_synthetic_videos
 from lvt.stages import crop, scan_local, trim
 from lvt.stages import frames as frames_stage
 
@@ -184,3 +185,32 @@ def test_scan_local_stage(small_videos, tmp_path, capsys):
         run_in_process(scan_local.cli, "--manifest", tmp_path / "n.tsv", settings="{}")
     assert exit_info.value.code == 2
     assert "config key source.local.path" in capsys.readouterr().err
+
+
+def test_packed_datasets_record_each_videos_rate_and_source_size(pipeline):
+    train = VideoArrays(pipeline / "data" / "train.h5")
+    assert train.per_video_metadata
+    assert list(train.fps) == [30.0, 30.0, 30.0]
+    assert train.source_size.tolist() == [[80, 48]] * 3
+
+
+def test_videos_of_different_rates_keep_their_own(tmp_path, capsys):
+    rows = []
+    for fps, width, seed in ((15, 80, 1), (10, 96, 2)):
+        made = write_synthetic_videos(tmp_path / f"{fps}fps", 1, 0, 1.0, 0.0, 1.0, fps, width, 48,
+                                      1, seed)
+        rows += [replace(row, video_id=f"{row.video_id}-{fps}fps") for row in made]
+    write_manifest(tmp_path / "manifest.tsv", rows)
+    settings = json.dumps({"preprocess": {"shards": 1, "size": 32}})
+    run_in_process(trim.cli, "--manifest", tmp_path / "manifest.tsv", "--split", "train",
+                   "--shard", "0", "--out-dir", tmp_path / "clips", settings=settings)
+    run_in_process(frames_stage.cli, "--clips", tmp_path / "clips", "--out", tmp_path / "shard.h5",
+                   settings=settings)
+    run_in_process(crop.cli, "--frames", tmp_path / "shard.h5", "--out", tmp_path / "train.h5",
+                   "--manifest", tmp_path / "train.tsv", settings=settings)
+    data = VideoArrays(tmp_path / "train.h5")
+    assert data.video_ids == ["synthetic-train-0000-10fps@0-1s", "synthetic-train-0000-15fps@0-1s"]
+    assert list(data.lengths) == [10, 15]
+    assert list(data.fps) == [10.0, 15.0]
+    assert data.source_size.tolist() == [[96, 48], [80, 48]]
+    assert "different frame rates" in capsys.readouterr().err

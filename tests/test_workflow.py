@@ -18,8 +18,9 @@ import torch
 from helpers import RUN, TINY, copy_workflow, snakemake, write_config
 
 from lvt.checkpoints import file_sha256
-from lvt.data.dataset import CHUNK_ITEMS
+from lvt.data.dataset import CHUNK_ITEMS, VideoArrays
 from lvt.data.synthetic import write_synthetic_videos
+from lvt.training.loop import checkpoints
 
 REPORTS = {"report_curves", "report_scores", "report_samples"}
 SCORING = {"fvd_sample_shard", "fvd", "frame_scores"}
@@ -30,9 +31,9 @@ RULES = ["synthesize", "trim", "frames", "crop", "train_vqvae", "extract_codes",
 pytestmark = pytest.mark.slow
 
 
-def planned_jobs(workdir: Path, configfile: str) -> set[str]:
-    """Rules a dry run would execute."""
-    result = snakemake(workdir, "-n", "--configfile", configfile)
+def planned_jobs(workdir: Path, configfile: str, *targets: str) -> set[str]:
+    """Rules a dry run would execute (for `targets`, else the default target)."""
+    result = snakemake(workdir, "-n", *targets, "--configfile", configfile)
     jobs = {line.split()[1].rstrip(":") for line in result.stdout.splitlines()
             if line.startswith(("rule ", "localrule "))}
     return jobs - {"all"}
@@ -146,16 +147,16 @@ def test_sigkill_during_training_then_rerun_resumes(tmp_path: Path) -> None:
     config["vqvae"]["train"]["checkpoint_every"] = 25
     configfile = write_config(workdir / "long.yaml", config)
     target = f"results/{RUN}/vqvae/model.pt"
-    checkpoint = workdir / "results" / RUN / "train_state" / "vqvae" / "checkpoint.pt"
+    state_dir = workdir / "results" / RUN / "train_state" / "vqvae"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     # the target goes before --configfile, which takes every following word as a config file
     first = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", target,
                               "--configfile", configfile], cwd=workdir, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
-    while not checkpoint.exists() and time.monotonic() < deadline:
+    while not checkpoints(state_dir) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert checkpoint.exists(), "training never wrote a checkpoint"
+    assert checkpoints(state_dir), "training never wrote a checkpoint"
     for pid in training_processes(workdir):
         os.kill(pid, signal.SIGKILL)
     assert first.wait(timeout=60) != 0
@@ -197,3 +198,68 @@ def test_local_source_skips_bad_files_and_lists_them(tmp_path: Path) -> None:
             assert data.attrs["source"] == "local"
     assert len(packed) == 4
     assert any(video_id.startswith("Playing_Guitar") for video_id in packed)
+
+
+def packed_rates(results: Path) -> dict[str, tuple[float, list[int]]]:
+    """Frame rate and source size of every packed video, by source id."""
+    packed = {}
+    for split in ("train", "test"):
+        data = VideoArrays(results / "data" / f"{split}.h5")
+        for video_id, fps, size in zip(data.video_ids, data.fps, data.source_size, strict=True):
+            packed[video_id.split("@")[0]] = (float(fps), size.tolist())
+    return packed
+
+
+def test_local_folder_changes_rerun_the_scan_and_warnings_are_summarised(tmp_path: Path) -> None:
+    videos = tmp_path / "my videos"
+    videos.mkdir()
+    made = {fps: write_synthetic_videos(tmp_path / f"{fps}fps", train_videos=3, test_videos=0,
+                                        seconds=1.0, window_start=0.0, window_seconds=1.0,
+                                        fps=fps, width=80, height=64, shapes=1, seed=fps)
+            for fps in (15, 10)}
+    shutil.copy(made[15][0].path, videos / "a15.mp4")
+    shutil.copy(made[15][1].path, videos / "b15.mp4")
+    shutil.copy(made[10][0].path, videos / "c10.mp4")
+    (videos / "broken.mp4").write_text("not a video")
+    workdir = copy_workflow(tmp_path / "workflow")
+    config = {"run": "fresh", "source": {"kind": "local", "local": {"path": str(videos)}}}
+    configfile = write_config(workdir / "fresh.yaml", config)
+    results = workdir / "results" / "fresh"
+
+    first = snakemake(workdir, "crop", "--configfile", configfile)
+    output = first.stdout + first.stderr
+    assert "Warnings of the run in results/fresh:" in output
+    assert f"{videos / 'broken.mp4'}: skipped, not a readable video" in output
+    assert "videos of 2 frame rates (15 fps: 2, 10 fps: 1)" in output
+    assert packed_rates(results) == {"a15": (15.0, [80, 64]), "b15": (15.0, [80, 64]),
+                                     "c10": (10.0, [80, 64])}
+    assert planned_jobs(workdir, configfile, "crop") == set()
+
+    shutil.copy(made[10][1].path, videos / "d10.mp4")  # added
+    shutil.copy(made[10][1].path, videos / "e{0}.mp4")  # Snakemake's wildcard syntax
+    assert "scan_local" in planned_jobs(workdir, configfile, "crop")
+    snakemake(workdir, "crop", "--configfile", configfile)
+    assert set(packed_rates(results)) == {"a15", "b15", "c10", "d10", "e_0"}
+
+    (videos / "a15.mp4").unlink()  # removed
+    assert "scan_local" in planned_jobs(workdir, configfile, "crop")
+    snakemake(workdir, "crop", "--configfile", configfile)
+    assert set(packed_rates(results)) == {"b15", "c10", "d10", "e_0"}
+
+    shutil.copyfile(made[10][2].path, videos / "b15.mp4")  # changed in place
+    (videos / "broken.mp4").unlink()
+    assert "scan_local" in planned_jobs(workdir, configfile, "crop")
+    last = snakemake(workdir, "crop", "--configfile", configfile)
+    assert packed_rates(results)["b15"] == (10.0, [80, 64])
+    assert "Warnings of the run" not in last.stdout + last.stderr
+    assert planned_jobs(workdir, configfile, "crop") == set()
+
+
+def test_a_missing_local_folder_is_a_clear_error(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path / "workflow")
+    config = {"run": "gone", "source": {"kind": "local", "local": {"path": str(tmp_path / "no")}}}
+    result = snakemake(workdir, "-n", "crop", "--configfile",
+                       write_config(workdir / "gone.yaml", config), check=False)
+    assert result.returncode != 0
+    assert (f"config key source.local.path: {tmp_path / 'no'}: source folder does not exist"
+            in result.stdout + result.stderr)

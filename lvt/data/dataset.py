@@ -5,6 +5,9 @@ A video array file holds many videos of equally shaped items back to back:
     <name>     (F, *item_shape) items of all videos, CHUNK_ITEMS items per chunk, resizable
     offsets    (V + 1,) int64, video i is <name>[offsets[i]:offsets[i + 1]]
     video_ids  (V,) utf-8 strings, "<source id>@<start>-<end>s"
+    fps        optional (V,) float64, each video's frame rate (0 if unknown), with
+    source_size  (V, 2) int32, the width and height of each source video's frames before they
+               were cropped and resized (0, 0 if unknown); both are written or neither
     extras     optional further per-item arrays (F, ...) indexed by the same offsets, e.g. BAIR's
                actions; read one with VideoArrays(path, name=<extra>)
     attributes given by the writer's caller, plus lvt_version
@@ -35,6 +38,8 @@ OFFSETS = "offsets"
 VIDEO_IDS = "video_ids"
 MANIFEST = "manifest"
 VIDEOS = "videos"
+FPS = "fps"
+SOURCE_SIZE = "source_size"
 
 
 def dataset_video_id(row: SourceRow) -> str:
@@ -115,6 +120,8 @@ class VideoArraysWriter(_AtomicHDF5Writer):
         self._offsets = [0]
         self._ids: list[str] = []
         self._seen: set[str] = set()
+        self._fps: list[float] = []
+        self._sizes: list[tuple[int, int]] = []
 
     def _create_items(self, item_shape: tuple[int, ...]) -> h5py.Dataset:
         return self._file.create_dataset(
@@ -132,13 +139,25 @@ class VideoArraysWriter(_AtomicHDF5Writer):
             )
 
     def add(
-        self, video_id: str, items: np.ndarray, extras: Mapping[str, np.ndarray] | None = None
+        self,
+        video_id: str,
+        items: np.ndarray,
+        extras: Mapping[str, np.ndarray] | None = None,
+        fps: float | None = None,
+        source_size: tuple[int, int] | None = None,
     ) -> None:
         """Append one video: (length > 0, *item_shape) items of the writer's dtype.
 
         `extras` holds the video's (length, *shape) array for every extra the writer was made with.
+        `fps` and `source_size` (width, height) are its frame rate and source frame size: given
+        for every video of a file or for none.
         """
         extras = extras or {}
+        if (fps is None) != (source_size is None) or (
+            self._ids and (fps is not None) != bool(self._fps)
+        ):
+            raise ValueError(f"video {video_id}: fps and source_size are needed for every video "
+                             "or for none")
         if set(extras) != set(self.extras):
             raise ValueError(f"video {video_id}: extras {sorted(extras)}, expected "
                              f"{sorted(self.extras)}")
@@ -166,6 +185,9 @@ class VideoArraysWriter(_AtomicHDF5Writer):
         self._offsets.append(start + len(items))
         self._ids.append(video_id)
         self._seen.add(video_id)
+        if fps is not None and source_size is not None:
+            self._fps.append(fps)
+            self._sizes.append(source_size)
 
     def _finish(self) -> None:
         if self._items is None:
@@ -174,6 +196,50 @@ class VideoArraysWriter(_AtomicHDF5Writer):
             self._create_items(self.item_shape)
         self._file.create_dataset(OFFSETS, data=np.asarray(self._offsets, dtype=np.int64))
         self._file.create_dataset(VIDEO_IDS, data=self._ids, dtype=h5py.string_dtype("utf-8"))
+        if self._fps:
+            write_video_metadata(self._file, self._fps, self._sizes)
+
+
+def write_video_metadata(
+    file: h5py.File, fps: npt.ArrayLike, source_size: npt.ArrayLike
+) -> None:
+    """Write the per-video `fps` (V,) and `source_size` (V, 2) arrays of a video array file."""
+    rates = np.asarray(fps, dtype=np.float64)
+    sizes = np.asarray(source_size, dtype=np.int32).reshape(-1, 2)
+    if len(rates) != len(sizes) or not np.all(np.isfinite(rates) & (rates >= 0)) or np.any(
+        sizes < 0
+    ):
+        raise ValueError(f"{file.filename}: {len(rates)} frame rates and {len(sizes)} sizes, "
+                         "expected one non-negative (finite) value of each per video")
+    file.create_dataset(FPS, data=rates)
+    file.create_dataset(SOURCE_SIZE, data=sizes)
+
+
+def copy_video_metadata(source: VideoArrays, file: h5py.File) -> None:
+    """Write `source`'s per-video arrays into `file` (another file of its videos, e.g. codes).
+
+    Nothing is written for a source without them, so no rate is claimed that was not recorded.
+    """
+    if source.per_video_metadata:
+        write_video_metadata(file, source.fps, source.source_size)
+
+
+def _read_video_metadata(
+    file: h5py.File, path: Path, count: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The per-video frame rates and source sizes of an open video array file, and whether the
+    file records them. A file without them (written before they were, or by BAIR's packer, whose
+    videos are all of one rate) gets its `fps` attribute for every video and sizes (0, 0)."""
+    if (FPS in file) != (SOURCE_SIZE in file):
+        raise InputError(f"{path}: has only one of the datasets {FPS!r} and {SOURCE_SIZE!r}")
+    if FPS not in file:
+        rate = float(file.attrs.get(FPS, 0.0))
+        return np.full(count, rate), np.zeros((count, 2), np.int32), False
+    rates, sizes = file[FPS][:], file[SOURCE_SIZE][:]
+    if rates.shape != (count,) or sizes.shape != (count, 2):
+        raise InputError(f"{path}: {FPS} of shape {rates.shape} and {SOURCE_SIZE} of shape "
+                         f"{sizes.shape}, expected ({count},) and ({count}, 2)")
+    return rates.astype(np.float64), sizes.astype(np.int32), True
 
 
 def _open_hdf5(path: Path, required: Sequence[str]) -> h5py.File:
@@ -197,9 +263,10 @@ def _open_hdf5(path: Path, required: Sequence[str]) -> h5py.File:
 class VideoArrays:
     """Read a video array file; the data handle opens lazily, once per process.
 
-    The index (ids, offsets, attributes) is read when the object is made, so errors show up
-    early; item reads open the file on first use in each process, so an instance can be handed
-    to DataLoader workers.
+    The index (ids, offsets, attributes, per-video `fps` and `source_size`; see
+    `_read_video_metadata` for files without them) is read when the object is made, so errors
+    show up early; item reads open the file on first use in each process, so an instance can be
+    handed to DataLoader workers.
     """
 
     def __init__(self, path: str | os.PathLike[str], name: str = "frames") -> None:
@@ -212,6 +279,9 @@ class VideoArrays:
             self.offsets = file[OFFSETS][:]
             self.video_ids: list[str] = list(file[VIDEO_IDS].asstr()[:])
             self.attrs: dict[str, Any] = dict(file.attrs)
+            self.fps, self.source_size, self.per_video_metadata = _read_video_metadata(
+                file, self.path, len(self.video_ids)
+            )
             count = items.shape[0]
         if (
             len(self.offsets) != len(self.video_ids) + 1
@@ -294,8 +364,15 @@ class FrameShardWriter(_AtomicHDF5Writer):
     def _start(self) -> None:
         self._file.create_group(VIDEOS)
 
-    def add(self, row: SourceRow, frames: np.ndarray | None = None, fps: float = 0.0) -> None:
-        """Record a row; an ok row comes with its (T, size, size, 3) frames and their frame rate."""
+    def add(
+        self,
+        row: SourceRow,
+        frames: np.ndarray | None = None,
+        fps: float = 0.0,
+        source_size: tuple[int, int] = (0, 0),
+    ) -> None:
+        """Record a row; an ok row comes with its (T, size, size, 3) frames, their frame rate
+        and the (width, height) of the source's frames."""
         if (row.status == "ok") != (frames is not None):
             raise ValueError(f"video {row.video_id}: frames are needed exactly for ok rows")
         if frames is not None:
@@ -304,6 +381,7 @@ class FrameShardWriter(_AtomicHDF5Writer):
                                  f"expected (T, {self.size}, {self.size}, 3)")
             data = self._file.create_dataset(f"{VIDEOS}/{row.video_id}", data=frames)
             data.attrs["fps"] = fps
+            data.attrs[SOURCE_SIZE] = source_size
         self._rows.append(row)
 
     def _finish(self) -> None:
@@ -344,3 +422,8 @@ class FrameShard:
             raise InputError(f"{self.path}: no frames for video {video_id}")
         data = self._file[key]
         return data[:], float(data.attrs["fps"])
+
+    def source_size(self, video_id: str) -> tuple[int, int]:
+        """The (width, height) of an ok video's source frames; (0, 0) if the shard lacks it."""
+        width, height = self._file[f"{VIDEOS}/{video_id}"].attrs.get(SOURCE_SIZE, (0, 0))
+        return int(width), int(height)

@@ -214,10 +214,8 @@ def scan_local(
     Raises InputError naming the folder when no usable video is found.
     """
     root = Path(folder)
-    if not root.is_dir():
-        raise InputError(f"{root}: source folder does not exist")
     rows = []
-    for path in _video_files(root):
+    for path in video_files(root):
         relative = path.relative_to(root)
         parts = relative.parts
         if split_by_folder:
@@ -246,8 +244,15 @@ def scan_local(
     return rows
 
 
-def _video_files(root: Path) -> list[Path]:
-    """Video files below `root` in sorted order, skipping hidden files and folders."""
+def video_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The files `scan_local` considers: those with a video suffix below `folder`, sorted.
+
+    Hidden files and folders are skipped. The workflow lists them as the scan's inputs, so that
+    adding, removing or changing one re-runs it. Raises InputError if the folder does not exist.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: source folder does not exist")
     found = []
     for directory, subdirectories, files in os.walk(root):
         subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))

@@ -1,7 +1,9 @@
 """Stage: pack the center-cropped frame shards of one split into the split's dataset.
 
 The frames stage has already cut each frame's central square and resized it (cropping before
-resizing, as the reference did); this stage checks the shards' frame size and packs them.
+resizing, as the reference did); this stage checks the shards' frame size and packs them, with
+each video's own frame rate and source frame size (lvt.data.dataset). The split's `fps`
+attribute is the most common rate.
 
 Videos are written sorted by video_id, so the result does not depend on sharding. The report
 (--manifest) lists every video of the split with its final status and reason, including those
@@ -52,8 +54,10 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
         rates = []
         with VideoArraysWriter(args.out, "frames", np.uint8, attrs, (size, size, 3)) as writer:
             for row in usable:
-                frames, fps = owner[row.video_id].frames(row.video_id)
-                writer.add(dataset_video_id(row), frames)
+                shard = owner[row.video_id]
+                frames, fps = shard.frames(row.video_id)
+                writer.add(dataset_video_id(row), frames, fps=fps,
+                           source_size=shard.source_size(row.video_id))
                 rates.append(round(fps, 3))
             writer.attrs["fps"] = _common_rate(rates)
     write_manifest(args.manifest, rows)
@@ -66,9 +70,8 @@ def _common_rate(rates: Sequence[float]) -> float:
     """The most common frame rate (resampled or native); warns when the videos differ."""
     counts = Counter(rates)
     if len(counts) > 1:
-        log.warning(
-            "videos have different frame rates %s; set preprocess.fps to unify", dict(counts)
-        )
+        log.warning("videos have different frame rates %s; each keeps its own, set preprocess.fps "
+                    "to resample all to one", dict(counts))
     return counts.most_common(1)[0][0]
 
 

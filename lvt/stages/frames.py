@@ -2,23 +2,26 @@
 
 Only the frames of each row's window [start, end) are kept (a clip also holds frames around it,
 see lvt.data.clips). Writes a frame shard (lvt.data.dataset.FrameShardWriter): one uint8
-(T, H, W, 3) dataset per decoded video, with its frame rate, and the clips manifest's rows with
-the status of this stage. Each frame is its central square resized to preprocess.size (see
-lvt.data.frames); a clip that cannot be decoded is recorded as `failed` and does not stop
-the job.
+(T, H, W, 3) dataset per decoded video, with its frame rate and the size of its source frames
+(a clip keeps them), and the clips manifest's rows with the status of this stage. Each frame
+is its central square resized to preprocess.size (see lvt.data.frames); a clip that cannot be
+decoded is recorded as `failed` and does not stop the job.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
+import av
+
 from lvt.data.clips import clip_path, clips_manifest
 from lvt.data.dataset import FrameShardWriter
-from lvt.data.frames import read_frames
-from lvt.data.sources import read_manifest
+from lvt.data.frames import open_video, read_frames
+from lvt.data.sources import av_error_message, read_manifest
 from lvt.errors import InputError
 from lvt.stages.common import run_stage, stage_parser
 
@@ -38,14 +41,27 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             clip = clip_path(args.clips, row.video_id)
             try:
                 frames, frame_rate = read_frames(clip, fps, size, window=(row.start, row.end))
+                source_size = frame_size(clip)
             except InputError as error:
                 log.warning("%s", error)
                 reason = str(error).removeprefix(f"{clip}: ")
                 shard.add(row.with_status("failed", f"frames: {reason}"))
                 continue
-            shard.add(row, frames, frame_rate)
+            shard.add(row, frames, frame_rate, source_size)
             decoded += 1
     log.info("%s: decoded %d of %d clips", args.clips, decoded, len(rows))
+
+
+def frame_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """The (width, height) of a video's frames as its stream stores them, read from its headers.
+
+    Raises InputError naming the file if it cannot be opened.
+    """
+    try:
+        with open_video(path) as (_, stream):
+            return stream.codec_context.width, stream.codec_context.height
+    except (av.FFmpegError, OSError) as error:
+        raise InputError(f"{path}: cannot open the video ({av_error_message(error)})") from error
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

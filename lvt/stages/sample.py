@@ -1,7 +1,8 @@
 """Stage: complete test videos from their priming frames and write them for people to look at.
 
 Per test video and sample: PNG frames (the reference's 0.png ... 15.png) and a GIF of the real
-clip beside the sample, priming frames marked; all sampled codes in samples.h5; an index.json.
+clip beside the sample at the video's own frame rate, priming frames marked; all sampled codes in
+samples.h5; an index.json with each sample's files and frame rate.
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                           f"{options['frames']} frames")
     jobs = [(video, k) for video in videos for k in range(options["samples_per_video"])]
     generator = torch.Generator(device).manual_seed(options["seed"])
-    fps = float(frames.attrs.get("fps", 10.0))
     n_prime = options["n_prime"]
     entries, sampled = [], []
     with atomic_path(args.out_dir) as out:
@@ -88,11 +88,12 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             for (video, k), codes_k, video_k in zip(batch, sample.cpu(), decoded, strict=True):
                 name = f"{safe_name(codes.video_ids[video])}/sample_{k}"
                 real = frames.clip(video, 0, options["frames"])
+                fps = float(frames.fps[video])
                 write_png_frames(video_k, out / name)
                 write_gif(side_by_side(mark_priming(real, n_prime), mark_priming(video_k, n_prime)),
                           out / f"{name}.gif", fps)
                 entries.append({"video_id": codes.video_ids[video], "sample": k,
-                                "frames": f"{name}/", "gif": f"{name}.gif"})
+                                "frames": f"{name}/", "gif": f"{name}.gif", "fps": fps})
                 sampled.append(codes_k.permute(1, 0, 2, 3).numpy().astype(np.uint16))
         with h5py.File(out / "samples.h5", "w") as file:
             file.create_dataset("codes", data=np.stack(sampled))
@@ -101,7 +102,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             file.create_dataset("sample_index", data=[e["sample"] for e in entries])
         write_json(out / "index.json", {
             "n_prime": n_prime, "frames": options["frames"], "temperature": options["temperature"],
-            "seed": options["seed"], "fps": fps, "vqvae_sha256": file_sha256(args.vqvae),
+            "seed": options["seed"], "vqvae_sha256": file_sha256(args.vqvae),
             "transformer_sha256": file_sha256(args.transformer), "samples": entries,
         })
     log.info("wrote %d samples to %s", len(entries), args.out_dir)
