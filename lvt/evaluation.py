@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from lvt.data.dataset import VideoArrays
+from lvt.data.progress import BatchedOutput, preallocate
 from lvt.errors import InputError
 from lvt.fvd import (
     I3D,
@@ -212,24 +213,29 @@ def sample_shard(
     shards: int,
     shard: int,
     device: torch.device,
-    done: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sampled codes (B, frames, codebooks, h, w) uint16 and job rows (B, 3) of one shard.
+    out: Path,
+    made_from: Mapping[str, Any],
+) -> int:
+    """Sample the clips of one shard into `out` (see `lay_out_protocol_samples`), batch by
+    batch, resuming the batches a killed run left (`lvt.data.progress`); returns their count.
 
-    `done(clips, total)` is called after every batch.
+    Each batch draws from its own stream, so a resumed shard equals an uninterrupted one.
+    `made_from` names the transformer and the test codes; the protocol and shard are added.
     """
     jobs = protocol.jobs()
     batches = shard_batches(protocol, shards, shard)
-    total = sum(end - start for _, start, end in batches)
-    sampled = [np.zeros((0, protocol.frames, *codes.item_shape), dtype=np.uint16)]
-    for batch, start, end in batches:
-        generator = batch_generator(protocol.seed, batch, device)
-        sampled.append(sample_jobs(transformer, codes, protocol, jobs[start:end], generator,
-                                   device))
-        if done:
-            done(sum(len(s) for s in sampled), total)
-    first = batches[0][1] if batches else 0
-    return np.concatenate(sampled), jobs[first:first + total]
+    first, end = (batches[0][1], batches[-1][2]) if batches else (0, 0)
+    record = {**made_from, "protocol": protocol.to_json(), "shards": shards, "shard": shard}
+
+    def lay_out(file: h5py.File) -> None:
+        lay_out_protocol_samples(file, protocol, jobs[first:end], codes.item_shape)
+
+    with BatchedOutput(out, record, len(batches), lay_out) as output:
+        for batch, start, stop in batches[output.done:]:
+            generator = batch_generator(protocol.seed, batch, device)
+            sampled = sample_jobs(transformer, codes, protocol, jobs[start:stop], generator, device)
+            output.write(start - first, {"codes": sampled})
+    return end - first
 
 
 @dataclass(frozen=True)
@@ -241,17 +247,16 @@ class ProtocolSamples:
     jobs: np.ndarray
 
 
-def write_protocol_samples(
-    path: Path, protocol: Protocol, codes: np.ndarray, jobs: np.ndarray
+def lay_out_protocol_samples(
+    file: h5py.File, protocol: Protocol, jobs: np.ndarray, item_shape: tuple[int, ...]
 ) -> None:
-    """Write one sampling shard: codes (B, frames, codebooks, h, w) uint16, their job rows, and
-    the protocol they were drawn under."""
-    with h5py.File(path, "w") as file:
-        file.create_dataset("codes", data=codes.astype(np.uint16))
-        file.create_dataset("jobs", data=jobs.astype(np.int64).reshape(-1, 3))
-        # a dataset, not an attribute: a Kinetics-600 protocol's video list (50,000 indices) is
-        # over the 64 kB that an attribute may hold in HDF5's older file formats
-        file.create_dataset("protocol", data=protocol.to_json())
+    """Lay out one sampling shard: room for the codes (B, frames, codebooks, h, w) uint16 of its
+    job rows (B, 3), the rows, and the protocol they are drawn under."""
+    preallocate(file, "codes", (len(jobs), protocol.frames, *item_shape), np.uint16, 1)
+    file.create_dataset("jobs", data=jobs.astype(np.int64).reshape(-1, 3))
+    # a dataset, not an attribute: a Kinetics-600 protocol's video list (50,000 indices) is
+    # over the 64 kB that an attribute may hold in HDF5's older file formats
+    file.create_dataset("protocol", data=protocol.to_json())
 
 
 def read_protocol_samples(paths: list[Path], protocol: Protocol) -> ProtocolSamples:

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -22,6 +23,7 @@ from lvt.evaluation import (
     fvd_protocol,
     fvd_scores,
     gaussian_window,
+    lay_out_protocol_samples,
     prediction_summary,
     protocol_videos,
     read_protocol_samples,
@@ -29,7 +31,6 @@ from lvt.evaluation import (
     scores_against_truth,
     shard_batches,
     ssim,
-    write_protocol_samples,
 )
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.stages import fvd as fvd_stage
@@ -191,22 +192,23 @@ def test_sampling_does_not_depend_on_the_shard_count(test_codes, tmp_path: Path)
 def check_shard_independence(test_codes: VideoArrays, tmp_path: Path) -> None:
     model, cpu = tiny_transformer(), torch.device("cpu")
     setting = protocol(videos=(0, 2))
-    whole, whole_jobs = sample_shard(model, test_codes, setting, 1, 0, cpu)
-    assert whole.shape == (12, 4, 2, 4, 4) and whole.dtype == np.uint16
-    np.testing.assert_array_equal(whole_jobs, setting.jobs())
+    assert sample_shard(model, test_codes, setting, 1, 0, cpu, tmp_path / "whole.h5", {}) == 12
+    whole = read_protocol_samples([tmp_path / "whole.h5"], setting)
+    assert whole.codes.shape == (12, 4, 2, 4, 4) and whole.codes.dtype == np.uint16
+    np.testing.assert_array_equal(whole.jobs, setting.jobs())
     # priming frames are the ground truth codes; samples of one video differ
-    for clip, (_, video, _) in zip(whole, whole_jobs, strict=True):
+    for clip, (_, video, _) in zip(whole.codes, whole.jobs, strict=True):
         np.testing.assert_array_equal(clip[:1], test_codes.clip(int(video), 0, 1))
-    assert not np.array_equal(whole[0], whole[1])
+    assert not np.array_equal(whole.codes[0], whole.codes[1])
 
     paths = []
     for shard in (1, 0):  # written and read in any order
-        codes, jobs = sample_shard(model, test_codes, setting, 2, shard, cpu)
         paths.append(tmp_path / f"shard{shard}.h5")
-        write_protocol_samples(paths[-1], setting, codes, jobs)
+        sample_shard(model, test_codes, setting, 2, shard, cpu, paths[-1], {})
     gathered = read_protocol_samples(paths, setting)
-    np.testing.assert_array_equal(gathered.codes, whole)
-    np.testing.assert_array_equal(gathered.jobs, whole_jobs)
+    np.testing.assert_array_equal(gathered.codes, whole.codes)
+    np.testing.assert_array_equal(gathered.jobs, whole.jobs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard0.h5", "shard1.h5", "whole.h5"]
 
     with pytest.raises(InputError, match="exactly once"):
         read_protocol_samples(paths[:1], setting)
@@ -215,7 +217,8 @@ def check_shard_independence(test_codes: VideoArrays, tmp_path: Path) -> None:
 
     # a Kinetics-600-sized protocol (50,000 videos) is recorded in full
     large = protocol(videos=tuple(range(50_000)))
-    write_protocol_samples(tmp_path / "large.h5", large, whole[:0], whole_jobs[:0])
+    with h5py.File(tmp_path / "large.h5", "w") as file:
+        lay_out_protocol_samples(file, large, whole.jobs[:0], test_codes.item_shape)
     with pytest.raises(InputError, match="exactly once"):
         read_protocol_samples([tmp_path / "large.h5"], large)
 

@@ -2,20 +2,21 @@
 
 Each batch of clips (test videos × samples × trials, completed from their ground-truth priming
 codes by the fast sampler) draws from its own random stream, so the shard count does not change
-the samples. Writes the sampled codes and their (trial, video, sample) rows to one HDF5 file.
+the samples. Writes the sampled codes and their (trial, video, sample) rows to one HDF5 file,
+batch by batch: a killed shard resumes from its first unfinished batch and gives the same samples.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from lvt.atomic import atomic_path
+from lvt.checkpoints import file_sha256
 from lvt.data.dataset import VideoArrays
-from lvt.evaluation import sample_shard, write_protocol_samples
+from lvt.data.progress import file_stamp
+from lvt.evaluation import sample_shard
 from lvt.generate import check_models_fit, load_trained_models
 from lvt.stages.common import (
     add_model_inputs,
@@ -37,19 +38,13 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     protocol = protocol_from_settings(options, codes)
     check_models_fit(args.vqvae, models.vqvae_config, args.transformer, models.transformer_config,
                      (protocol.frames, *codes.item_shape[1:]))
-    started = time.monotonic()
-
-    def report(done: int, total: int) -> None:
-        log.info("%d of %d clips sampled, %.1f s per clip", done, total,
-                 (time.monotonic() - started) / done)
-
     log.info("shard %d of %d of %d clips (%s)", args.shard, options["shards"], protocol.clips,
              protocol.describe())
-    sampled, jobs = sample_shard(models.transformer, codes, protocol, options["shards"],
-                                 args.shard, device, report)
-    with atomic_path(args.out) as tmp:
-        write_protocol_samples(tmp, protocol, sampled, jobs)
-    log.info("wrote %d clips to %s", len(jobs), args.out)
+    made_from = {"transformer_sha256": file_sha256(args.transformer),
+                 "codes": file_stamp(args.codes)}
+    clips = sample_shard(models.transformer, codes, protocol, options["shards"], args.shard,
+                         device, args.out, made_from)
+    log.info("wrote %d clips to %s", clips, args.out)
 
 
 def cli() -> None:
