@@ -15,6 +15,7 @@ from test_training_loop import assert_same, make_task, run, weights, write_frame
 from lvt.atomic import remove_leftover_temporaries
 from lvt.checkpoints import save_model
 from lvt.data.dataset import FrameShardWriter
+from lvt.data.progress import BatchedOutput, preallocate
 from lvt.data.sources import SourceRow, write_manifest
 from lvt.errors import DiskSpaceError
 from lvt.locks import hold_lock, lock_file
@@ -244,3 +245,35 @@ def test_a_full_disk_without_a_file_name_names_the_stage_outputs(small_disk):
     assert result.returncode == 2, result.stderr
     assert f"{out}: no space left on the device while writing it" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_frames_checks_the_free_space_before_it_decodes(small_disk, small_videos, tmp_path):
+    manifest = tmp_path / "manifest.tsv"
+    write_manifest(manifest, small_videos)
+    clips = tmp_path / "clips"
+    settings = json.dumps({"preprocess": {"shards": 1, "size": 64}})
+    trimmed = run_module("lvt.stages.trim", "--settings", settings, "--manifest", manifest,
+                         "--split", "train", "--shard", 0, "--out-dir", clips)
+    assert trimmed.returncode == 0, trimmed.stderr
+    fill(small_disk, leave=256 << 10)
+    out = small_disk / "shard0.h5"
+    result = run_module("lvt.stages.frames", "--settings", settings, "--clips", clips,
+                        "--out", out)
+    assert result.returncode == 2
+    # two train videos, 1 s windows at 30 fps
+    assert f"{out}: needs about 720.0 KiB for about 60 frames of 64x64, but only " \
+        in result.stderr
+    assert sorted(p.name for p in small_disk.iterdir()) == ["ballast"]
+
+
+def test_batched_outputs_check_the_free_space_of_their_whole_layout(small_disk):
+    out = small_disk / "codes.h5"
+
+    def lay_out(file):
+        preallocate(file, "codes", (1000, 4, 16, 16), np.uint16, 16)
+
+    with (pytest.raises(DiskSpaceError, match=r"needs about 2\.0 MiB for its codes "
+                                              r"\(1000 x 4 x 16 x 16 uint16\), but only"),
+          BatchedOutput(out, {}, 10, lay_out)):
+        pass
+    assert sorted(p.name for p in small_disk.iterdir()) == []

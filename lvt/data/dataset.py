@@ -415,13 +415,20 @@ class FrameShard:
         """Close the file."""
         self._file.close()
 
-    def frames(self, video_id: str) -> tuple[np.ndarray, float]:
-        """The frames of an ok video and their frame rate."""
+    def _video(self, video_id: str) -> h5py.Dataset:
         key = f"{VIDEOS}/{video_id}"
         if key not in self._file:
             raise InputError(f"{self.path}: no frames for video {video_id}")
-        data = self._file[key]
+        return self._file[key]
+
+    def frames(self, video_id: str) -> tuple[np.ndarray, float]:
+        """The frames of an ok video and their frame rate."""
+        data = self._video(video_id)
         return data[:], float(data.attrs["fps"])
+
+    def frame_count(self, video_id: str) -> int:
+        """How many frames an ok video has, without reading them."""
+        return len(self._video(video_id))
 
     def source_size(self, video_id: str) -> tuple[int, int]:
         """The (width, height) of an ok video's source frames; (0, 0) if the shard lacks it."""

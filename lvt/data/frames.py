@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
+import math
 import os
 import platform
 from collections.abc import Iterator
@@ -76,6 +77,17 @@ def open_video(path: str | os.PathLike[str]) -> Iterator[tuple[InputContainer, V
         yield container, stream
     finally:
         container.close()
+
+
+def expected_frames(path: str | os.PathLike[str], seconds: float, fps: float | None) -> int:
+    """About how many frames `seconds` of a video give at `fps` (None: the video's own rate), read
+    from its headers; 0 if it cannot be opened, which decoding it will report."""
+    try:
+        with open_video(path) as (_, stream):
+            rate = fps or _stream_rate(stream) or 0.0
+    except (av.FFmpegError, OSError, InputError):
+        return 0
+    return math.ceil(seconds * rate)
 
 
 def read_frames(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 import lvt
-from lvt.atomic import atomic_path
+from lvt.atomic import atomic_path, require_free_space
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,11 @@ def preallocate(
     chunk_rows: int,
 ) -> h5py.Dataset:
     """A dataset (rows, ...) of `chunk_rows` rows per chunk, resizable like an appended one, its
-    space allocated now so that filling it in batches leaves the file's structure unchanged."""
+    space allocated now so that filling it in batches leaves the file's structure unchanged.
+    DiskSpaceError first if the file system lacks that space."""
+    needed = math.prod(shape) * np.dtype(dtype).itemsize
+    require_free_space(file.filename, needed,
+                       f"its {name} ({' x '.join(map(str, shape))} {np.dtype(dtype)})")
     plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     plist.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
     return file.create_dataset(name, shape=shape, maxshape=(None, *shape[1:]), dtype=dtype,

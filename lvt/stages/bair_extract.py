@@ -26,7 +26,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 def cli(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--tar", required=True, help="the BAIR tarball")
-    parser.add_argument("--out-dir", required=True, help="folder for {train,test}/*.tfrecords")
+    parser.add_output("--out-dir", help="folder for {train,test}/*.tfrecords")
     run_stage(main, parser, argv)
 
 

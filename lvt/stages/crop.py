@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lvt.atomic import require_free_space
 from lvt.data.dataset import FrameShard, VideoArraysWriter, dataset_video_id
 from lvt.data.sources import SourceRow, write_manifest
 from lvt.errors import InputError
@@ -51,6 +52,9 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
         splits = {row.split for row in rows}
         if len(splits) == 1:
             attrs["split"] = splits.pop()
+        frames = sum(owner[row.video_id].frame_count(row.video_id) for row in usable)
+        require_free_space(args.out, frames * size * size * 3,
+                           f"{frames} frames of {size}x{size}")
         rates = []
         with VideoArraysWriter(args.out, "frames", np.uint8, attrs, (size, size, 3)) as writer:
             for row in usable:
@@ -86,8 +90,8 @@ def _summary(rows: Sequence[SourceRow]) -> str:
 def cli(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--frames", required=True, nargs="+", help="frame shards of one split")
-    parser.add_argument("--out", required=True, help="dataset to write (.h5)")
-    parser.add_argument("--manifest", required=True, help="report of the split to write (.tsv)")
+    parser.add_output("--out", help="dataset to write (.h5)")
+    parser.add_output("--manifest", help="report of the split to write (.tsv)")
     run_stage(main, parser, argv)
 
 

@@ -77,7 +77,7 @@ def cli() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--model", type=Path, required=True, help="trained VQ-VAE")
     parser.add_argument("--dataset", type=Path, required=True, help="frames of one split (HDF5)")
-    parser.add_argument("--out", type=Path, required=True, help="codes of that split (HDF5)")
+    parser.add_output("--out", help="codes of that split (HDF5)")
     parser.add_argument("--batch-frames", type=positive_int, default=BATCH_FRAMES,
                         help="frames encoded at once (a batch may span several videos)")
     add_threads_option(parser)

@@ -18,9 +18,10 @@ from typing import Any
 
 import av
 
+from lvt.atomic import require_free_space
 from lvt.data.clips import clip_path, clips_manifest
 from lvt.data.dataset import FrameShardWriter
-from lvt.data.frames import open_video, read_frames
+from lvt.data.frames import expected_frames, open_video, read_frames
 from lvt.data.sources import av_error_message, read_manifest
 from lvt.errors import InputError
 from lvt.stages.common import run_stage, stage_parser
@@ -32,6 +33,10 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     """Decode the clips in --clips into --out (settings: preprocess.fps, preprocess.size)."""
     fps, size = settings["preprocess"]["fps"], settings["preprocess"]["size"]
     rows = read_manifest(clips_manifest(args.clips))
+    frames = sum(expected_frames(clip_path(args.clips, row.video_id), row.end - row.start, fps)
+                 for row in rows if row.status == "ok")
+    require_free_space(args.out, frames * size * size * 3,
+                       f"about {frames} frames of {size}x{size}")
     decoded = 0
     with FrameShardWriter(args.out, size) as shard:
         for row in rows:
@@ -67,7 +72,7 @@ def frame_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 def cli(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--clips", required=True, help="clips folder written by lvt.stages.trim")
-    parser.add_argument("--out", required=True, help="frame shard to write (.h5)")
+    parser.add_output("--out", help="frame shard to write (.h5)")
     run_stage(main, parser, argv)
 
 

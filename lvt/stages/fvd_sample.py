@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
 from lvt.checkpoints import file_sha256
@@ -51,7 +50,7 @@ def cli() -> None:
     parser = stage_parser(__doc__)
     add_model_inputs(parser, frames=False)
     parser.add_argument("--shard", type=int, required=True, help="which shard, from 0")
-    parser.add_argument("--out", type=Path, required=True, help="the shard's samples (HDF5)")
+    parser.add_output("--out", help="the shard's samples (HDF5)")
     add_threads_option(parser)
     run_stage(main, parser)
 

@@ -11,7 +11,6 @@ import argparse
 import logging
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import h5py
@@ -111,7 +110,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 def cli() -> None:
     parser = stage_parser(__doc__)
     add_model_inputs(parser)
-    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_output("--out-dir", help="folder for the samples (PNG, GIF, samples.h5, index.json)")
     add_threads_option(parser)
     run_stage(main, parser)
 

@@ -33,7 +33,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 
 def cli(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--manifest", required=True, help="source manifest to write (.tsv)")
+    parser.add_output("--manifest", help="source manifest to write (.tsv)")
     run_stage(main, parser, argv)
 
 
