@@ -3,7 +3,11 @@ sample stage's GIFs and index at each video's own frame rate."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import torch
 from PIL import Image, ImageSequence
 
 from lvt.checkpoints import save_model
-from lvt.cli import main
+from lvt.cli import build_parser, main
 from lvt.data.dataset import VideoArraysWriter
 from lvt.data.synthetic import write_synthetic_videos
 from lvt.media import write_gif
@@ -122,3 +126,59 @@ def test_sample_stage_uses_each_videos_frame_rate(models, tmp_path: Path, monkey
         ("v0@0-1s", 30.0), ("v1@0-1s", 2.3)]
     assert gif_delays_ms(tmp_path / "out" / index["samples"][1]["gif"]) == [430, 440, 430]
     assert sum(gif_delays_ms(tmp_path / "out" / index["samples"][0]["gif"])) == 100
+
+
+PINNED_TO_ONE_CPU = """
+import os, sys
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from lvt.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_pinned(models: tuple[Path, Path], prime: Path, out: Path, *extra: str) -> str:
+    vqvae, transformer = models
+    result = subprocess.run(
+        [sys.executable, "-c", PINNED_TO_ONE_CPU, "sample", "--vqvae", str(vqvae),
+         "--transformer", str(transformer), "--prime", str(prime), "--frames", "3", "-o",
+         str(out), *extra], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_threads_default_to_the_cpus_the_process_may_use(models, tmp_path: Path) -> None:
+    write_pngs(tmp_path / "prime", 1, 64)
+    assert "with 1 CPU thread(s)" in run_pinned(models, tmp_path / "prime", tmp_path / "a")
+    assert "with 3 CPU thread(s)" in run_pinned(models, tmp_path / "prime", tmp_path / "b",
+                                                "--threads", "3")
+
+
+def test_frames_that_the_time_stride_does_not_divide_say_so(tmp_path: Path, capsys) -> None:
+    strided = TransformerConfig(**{**TRANSFORMER.__dict__, "stride": (2, 2, 2)})
+    vqvae = tmp_path / "vqvae.pt"
+    save_model(vqvae, "vqvae", VQ, VQVAE(VQ))
+    save_model(tmp_path / "strided.pt", "transformer", strided, VideoTransformer(strided))
+    write_pngs(tmp_path / "prime", 1, 64)
+    assert sample((vqvae, tmp_path / "strided.pt"), tmp_path / "prime", tmp_path / "out") != 0
+    assert ("3 frames: the number of frames must be a multiple of the time stride 2 of "
+            f"{tmp_path / 'strided.pt'}") in capsys.readouterr().err
+
+
+def test_an_empty_priming_video_says_empty_file(models, tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty.mp4").touch()
+    assert sample(models, tmp_path / "empty.mp4", tmp_path / "out") != 0
+    assert f"{tmp_path / 'empty.mp4'}: empty file" in capsys.readouterr().err
+
+
+def test_the_readmes_sample_command_parses() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command = re.search(r"^lvt sample .*?(?<!\\)$", readme, re.MULTILINE | re.DOTALL)
+    assert command, "README.md shows no `lvt sample` command"
+    args = shlex.split(command[0].replace("\\\n", " "))
+    parser = build_parser()
+    subcommands = next(action for action in parser._actions
+                       if isinstance(action, argparse._SubParsersAction))
+    options = subcommands.choices["sample"]._option_string_actions
+    # exact names: argparse would also take an abbreviation such as --out for --output
+    assert [arg for arg in args if arg.startswith("-") and arg not in options] == []
+    assert parser.parse_args(args[1:]).output == Path("my_sample/")
