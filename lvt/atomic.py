@@ -97,17 +97,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def remove_leftover_temporaries(path: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporaries that killed writers of `path` left: beside it under its name, and
-    inside it if it is a folder that is written file by file; return what was deleted.
+    """Delete the temporaries that killed writers of `path` left: beside it under its name or
+    that of a hidden companion (`.<kind>-<name>`, such as a progress file), and inside it if it
+    is a folder that is written file by file; return what was deleted.
 
     Only safe while holding `path`'s write lock (lvt.locks), which no other live writer can hold.
     """
     final = Path(path)
+    companion = re.compile(rf"(\.[a-z]+-)?{re.escape(final.name)}")
     beside = final.parent.iterdir() if final.parent.is_dir() else ()
     inside = final.iterdir() if final.is_dir() else ()
     leftovers = [
         *(entry for entry in beside
-          if (match := TEMPORARY.fullmatch(entry.name)) and match["name"] == final.name),
+          if (match := TEMPORARY.fullmatch(entry.name)) and companion.fullmatch(match["name"])),
         *(entry for entry in inside if TEMPORARY.fullmatch(entry.name)),
     ]
     for entry in leftovers:

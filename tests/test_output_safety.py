@@ -109,11 +109,13 @@ def test_a_stage_removes_what_killed_writers_of_its_outputs_left(tmp_path, score
     folder_left = tmp_path / ".tmp-4243-scores.html"
     folder_left.mkdir()
     (folder_left / "part").write_text("x")
+    progress_left = tmp_path / ".tmp-4245-.partial-scores.html"
+    progress_left.write_text("a progress file being laid out")
     someone_elses = tmp_path / ".tmp-4244-other.html"
     someone_elses.write_text("another output's")
     result = run_module("lvt.stages.report_scores", "--scores", scores, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert not file_left.exists() and not folder_left.exists()
+    assert not file_left.exists() and not folder_left.exists() and not progress_left.exists()
     assert someone_elses.exists()
     assert f"removed {file_left}, left by a writer that was killed" in result.stderr
 
