@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bair import record, write_tar
 from test_training_loop import assert_same, make_task, run, weights, write_frames
 
 from lvt.atomic import remove_leftover_temporaries
@@ -278,4 +279,15 @@ def test_batched_outputs_check_the_free_space_of_their_whole_layout(small_disk):
                                               r"\(1000 x 4 x 16 x 16 uint16\), but only"),
           BatchedOutput(out, {}, 10, lay_out)):
         pass
+    assert sorted(p.name for p in small_disk.iterdir()) == []
+
+
+def test_bair_extract_checks_the_free_space_before_it_unpacks(small_disk, tmp_path):
+    tar = tmp_path / "bair.tar"
+    write_tar(tar, {"softmotion30_44k/train/traj_0_to_255.tfrecords": record(bytes(2 << 20))})
+    out = small_disk / "softmotion30_44k"
+    result = run_module("lvt.stages.bair_extract", "--tar", tar, "--out-dir", out)
+    assert result.returncode == 2
+    assert f"{out}: needs about 2.0 MiB for the TFRecord files unpacked from {tar}" \
+        in result.stderr
     assert sorted(p.name for p in small_disk.iterdir()) == []

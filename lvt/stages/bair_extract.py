@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from lvt.atomic import require_free_space
 from lvt.data.bair import extract_tfrecords
 from lvt.stages.common import run_stage, stage_parser
 
@@ -15,7 +17,12 @@ log = logging.getLogger(__name__)
 
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    """Unpack --tar into --out-dir/{train,test}/ (no settings); log each skipped member and why."""
+    """Unpack --tar into --out-dir/{train,test}/ (no settings); log each skipped member and why.
+
+    The TFRecords are nearly all of the tarball, so its size is the space they need.
+    """
+    require_free_space(args.out_dir, os.path.getsize(args.tar),
+                       f"the TFRecord files unpacked from {args.tar}")
     unpacked = extract_tfrecords(args.tar, args.out_dir)
     for name, reason in unpacked.skipped:
         log.warning("%s: skipped member %r: %s", args.tar, name, reason)
