@@ -10,7 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+from lvt.checkpoints import save_model
+from lvt.models.transformer import TransformerConfig, VideoTransformer
+from lvt.models.vqvae import VQVAE, VQVAEConfig
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/original"
 """Golden outputs of the authors' code (../shared/fixtures/original beside the checkout)."""
@@ -75,3 +80,13 @@ def copy_workflow(target: Path) -> Path:
 def write_config(path: Path, config: dict) -> str:
     path.write_text(yaml.safe_dump(config))
     return str(path)
+
+
+def save_random_models(folder: Path, vqvae: VQVAEConfig,
+                       transformer: TransformerConfig) -> tuple[Path, Path]:
+    """Model files of randomly initialised (seed 0) models: vqvae.pt and transformer.pt."""
+    torch.manual_seed(0)
+    save_model(folder / "vqvae.pt", "vqvae", vqvae, VQVAE(vqvae))
+    save_model(folder / "transformer.pt", "transformer", transformer,
+               VideoTransformer(transformer))
+    return folder / "vqvae.pt", folder / "transformer.pt"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from helpers import save_random_models
 from PIL import Image, ImageSequence
 
 from lvt.checkpoints import save_model
@@ -34,11 +34,7 @@ TRANSFORMER = TransformerConfig(codebooks=2, codebook_size=8, kernel=(1, 3, 3), 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    save_model(folder / "vqvae.pt", "vqvae", VQ, VQVAE(VQ))
-    save_model(folder / "transformer.pt", "transformer", TRANSFORMER, VideoTransformer(TRANSFORMER))
-    return folder / "vqvae.pt", folder / "transformer.pt"
+    return save_random_models(tmp_path_factory.mktemp("models"), VQ, TRANSFORMER)
 
 
 def sample(models: tuple[Path, Path], prime: Path, out: Path, *extra: str) -> int:

@@ -15,9 +15,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_TRANSFORMER
+from helpers import TINY_TRANSFORMER, save_random_models
 
-from lvt.checkpoints import file_sha256, load_model, save_model
+from lvt.checkpoints import file_sha256, load_model
 from lvt.data.dataset import CHUNK_ITEMS, VideoArrays, VideoArraysWriter
 from lvt.data.progress import (
     BATCHES_DONE,
@@ -27,8 +27,8 @@ from lvt.data.progress import (
     progress_path,
 )
 from lvt.generate import encode_frames
-from lvt.models.transformer import TransformerConfig, VideoTransformer
-from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.models.transformer import TransformerConfig
+from lvt.models.vqvae import VQVAEConfig
 from lvt.stages.scoring_common import protocol_from_settings
 
 VQ = VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2, codebook_size=8)
@@ -44,9 +44,7 @@ SHARD = 1
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny models, test codes (3 videos, one too short) and frames (videos of 5 to 9 frames)."""
     folder = tmp_path_factory.mktemp("inputs")
-    torch.manual_seed(0)
-    save_model(folder / "vqvae.pt", "vqvae", VQ, VQVAE(VQ))
-    save_model(folder / "transformer.pt", "transformer", TRANSFORMER, VideoTransformer(TRANSFORMER))
+    save_random_models(folder, VQ, TRANSFORMER)
     rng = np.random.default_rng(0)
     with VideoArraysWriter(folder / "codes.h5", "codes", np.uint16) as writer:
         for name, length in (("a", 5), ("short", 3), ("b", 4)):
