@@ -137,7 +137,9 @@ def resized(path):
 before = resized(sys.argv[1])
 libavutil = frames._loaded_libavutil()
 assert libavutil is not None, "libavutil not found in /proc/self/maps"
-assert not libavutil.av_get_cpu_flags() & frames.AV_CPU_FLAG_SLOW_GATHER
+# FFmpeg sets the flag itself on AMD CPUs up to Zen 4 and Intel ones up to Ice Lake; there the
+# frames before and after come from the same scaler
+print(bool(libavutil.av_get_cpu_flags() & frames.AV_CPU_FLAG_SLOW_GATHER))
 frames.read_frames(sys.argv[1], None, 24)
 assert libavutil.av_get_cpu_flags() & frames.AV_CPU_FLAG_SLOW_GATHER
 assert np.array_equal(before, resized(sys.argv[1]))
@@ -149,8 +151,12 @@ assert np.array_equal(before, resized(sys.argv[1]))
 )
 def test_the_scaler_without_gathers_gives_the_same_frames(small_videos):
     """read_frames sets FFmpeg's slow-gather flag (in a fresh process, as it lasts for the
-    process); frames resized before and after are byte for byte the same."""
-    subprocess.run([sys.executable, "-c", GATHERS_TEST, small_videos[0].path], check=True)
+    process); frames resized before and after are byte for byte the same. Where FFmpeg had set
+    the flag already, the test says so instead of comparing two scalers."""
+    result = subprocess.run([sys.executable, "-c", GATHERS_TEST, small_videos[0].path],
+                            check=True, capture_output=True, text=True)
+    if result.stdout.strip() == "True":
+        pytest.skip("FFmpeg already avoids the gather-based scaler on this CPU")
 
 
 def test_containers_without_a_frame_rate_in_their_headers_are_probed(small_videos, tmp_path):
