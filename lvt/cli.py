@@ -22,7 +22,13 @@ from lvt.generate import (
     encode_frames,
     load_trained_models,
 )
-from lvt.media import load_priming_frames, mark_priming, write_gif, write_png_frames
+from lvt.media import (
+    load_priming_frames,
+    mark_priming,
+    write_contact_sheet,
+    write_gif,
+    write_png_frames,
+)
 from lvt.original import import_transformer, import_vqvae
 from lvt.stages.common import available_cpus
 
@@ -79,7 +85,8 @@ def add_import_original_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def sample(args: argparse.Namespace) -> int:
-    """Complete a video from its priming frames, as the reference's generate_videos.py."""
+    """Complete a video from its priming frames, as the reference's generate_videos.py; and a
+    contact sheet of the source's frames above each sample's."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.threads)
     print(f"sampling on {device.type} with {args.threads} CPU thread(s)")
@@ -87,16 +94,22 @@ def sample(args: argparse.Namespace) -> int:
     latent = args.size // LATENT_DOWNSAMPLING
     check_models_fit(args.vqvae, models.vqvae_config, args.transformer, models.transformer_config,
                      (args.frames, latent, latent))
-    prime = load_priming_frames(args.prime, args.n_prime, args.size)
+    source = load_priming_frames(args.prime, args.n_prime, args.size, at_most=args.frames)
+    prime = source[:args.n_prime]
     prime_codes = torch.from_numpy(encode_frames(models.vqvae, prime, device)).to(device)
     prime_codes = prime_codes.permute(1, 0, 2, 3).unsqueeze(0).expand(args.samples, -1, -1, -1, -1)
     generator = torch.Generator(device).manual_seed(args.seed)
     codes = complete_videos(models.transformer, prime_codes, args.frames, args.temperature,
                             generator)
+    rows = [("source", source)]
     for k, video in enumerate(decode_videos(models.vqvae, codes, device)):
         write_png_frames(video, args.output / f"sample_{k}")
         write_gif(mark_priming(video, args.n_prime), args.output / f"sample_{k}.gif", args.fps)
-    print(f"wrote {args.samples} sample(s) of {args.frames} frames to {args.output}")
+        rows.append((f"sample {k}", video))
+    write_contact_sheet(args.output / "contact_sheet.png", [(args.prime.name, rows)],
+                        args.n_prime)
+    print(f"wrote {args.samples} sample(s) of {args.frames} frames and their contact sheet to "
+          f"{args.output}")
     return 0
 
 

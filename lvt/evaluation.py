@@ -296,6 +296,15 @@ def real_clips(
         yield first_clips(frames, videos[start:start + batch_size], length)
 
 
+def copy_last_frame(clips: np.ndarray, n_prime: int) -> np.ndarray:
+    """The copy-last-frame baseline of uint8 clips (B, T, H, W, 3): each frame after the first
+    `n_prime` replaced by the last (real) priming frame, as a predictor that assumes nothing
+    moves would give."""
+    copied = clips.copy()
+    copied[:, n_prime:] = clips[:, n_prime - 1:n_prime]
+    return copied
+
+
 def decoded_clips(
     vqvae: VQVAE, codes: np.ndarray, device: torch.device, batch_size: int
 ) -> Iterator[np.ndarray]:
@@ -326,15 +335,21 @@ def _per_trial(reference: np.ndarray, generated: np.ndarray, trials: np.ndarray,
 
 
 def fvd_scores(
-    real: np.ndarray, reconstructed: np.ndarray, generated: np.ndarray, trials: np.ndarray
+    real: np.ndarray,
+    reconstructed: np.ndarray,
+    generated: np.ndarray,
+    trials: np.ndarray,
+    copied: np.ndarray,
 ) -> dict[str, Any]:
     """FVD of the samples against the real clips and against the VQ-VAE reconstructions of the
-    same clips (per trial; mean, sample standard deviation, values), and of the reconstructions
-    against the real clips (the tokenizer's floor)."""
+    same clips (per trial; mean, sample standard deviation, values); of the reconstructions
+    against the real clips (the tokenizer's floor); and of the copy-last-frame clips against the
+    real clips (the baseline the samples must beat). All arguments are I3D embeddings."""
     return {
         **_per_trial(real, generated, trials, "fvd"),
         **_per_trial(reconstructed, generated, trials, "fvd_samples_vs_reconstructions"),
         "fvd_reconstructions_vs_real": fvd(real, reconstructed),
+        "fvd_copy_last_frame": fvd(real, copied),
     }
 
 
@@ -440,14 +455,22 @@ def best_and_mean(values: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, n
     return best.mean(axis=0), (total / samples).mean(axis=0)
 
 
+BASELINES = {
+    "copy_last_frame": "every predicted frame is the last real priming frame (nothing moves)",
+    "reconstruction": "the VQ-VAE's decoding of the true codes (the tokenizer's ceiling)",
+}
+"""The clips that the samples' scores are read against, scored on the same videos alike."""
+
+
 def prediction_summary(
     sample_scores: dict[str, np.ndarray],
     videos: np.ndarray,
-    reconstruction_scores: dict[str, np.ndarray],
+    baseline_scores: Mapping[str, dict[str, np.ndarray]],
     first_frame: int,
 ) -> dict[str, Any]:
     """Per-step and overall PSNR/SSIM of the predicted frames: best of K and mean over samples,
-    next to the VQ-VAE reconstruction of the same frames (the ceiling).
+    next to each of `BASELINES` (`baseline_scores[name]`, one row per test video) on the same
+    frames, as `<baseline>_<score>`.
 
     The scores hold the predicted steps only; `first_frame` is the index of the first one.
     """
@@ -455,9 +478,10 @@ def prediction_summary(
     overall: dict[str, float] = {}
     for name, values in sample_scores.items():
         best, mean = best_and_mean(values, videos)
-        reconstruction = reconstruction_scores[name].mean(axis=0)
-        for key, curve in ((f"{name}_best_of_k", best), (f"{name}_mean", mean),
-                           (f"reconstruction_{name}", reconstruction)):
+        curves = {f"{name}_best_of_k": best, f"{name}_mean": mean}
+        curves |= {f"{baseline}_{name}": baseline_scores[baseline][name].mean(axis=0)
+                   for baseline in BASELINES}
+        for key, curve in curves.items():
             per_step[key] = curve.tolist()
             overall[key] = float(curve.mean())
     steps = next(iter(sample_scores.values())).shape[1]
@@ -466,6 +490,7 @@ def prediction_summary(
         "k": int(np.bincount(np.unique(videos, return_inverse=True)[1]).min()),
         "best_of_k": "per video and time step, the best of its K samples; then the mean over "
                      "videos (an oracle: the best frames need not come from one sample)",
+        "baselines": BASELINES,
         "per_step": {"frame": list(range(first_frame, first_frame + steps)), **per_step},
         "ssim_method": SSIM_METHOD,
     }

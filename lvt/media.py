@@ -1,13 +1,15 @@
-"""Sampled videos for people to look at: PNG frames, GIFs with the priming frames marked."""
+"""Sampled videos for people to look at: PNG frames, GIFs and contact sheets (PNG) with the
+priming frames marked."""
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from lvt.atomic import atomic_path
 from lvt.data.frames import read_frames
@@ -77,19 +79,80 @@ def side_by_side(*videos: np.ndarray, gap: int = 2) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=2)
 
 
+SHEET_GAP = 2
+"""White pixels between the frames of a contact sheet."""
+SHEET_LABEL_WIDTH = 72
+"""Pixels left of each row of a contact sheet for its label."""
+SHEET_TEXT_HEIGHT = 14
+"""Pixels of a line of text on a contact sheet (frame numbers, a group's title)."""
+SHEET_TEXT = (30, 41, 59)
+"""Colour of the text on a contact sheet."""
+
+SheetRow = tuple[str, np.ndarray]
+"""A labelled row of a contact sheet: its label and a uint8 video (T, H, W, 3)."""
+
+
+def contact_sheet(groups: Sequence[tuple[str, Sequence[SheetRow]]], n_prime: int) -> np.ndarray:
+    """One uint8 image (H, W, 3) of videos as rows of frames, time running left to right.
+
+    Each group (say, a test video) has a title line (none if empty) over its labelled rows (say,
+    the real clip and each sample); the first `n_prime` frames of every row are framed as in the
+    GIFs (`mark_priming`); frame numbers head the columns. A row shorter than the longest one
+    leaves its last cells blank.
+    """
+    videos = [video for _, rows in groups for _, video in rows]
+    if not videos or any(video.ndim != 4 or video.shape[1:] != videos[0].shape[1:]
+                         for video in videos):
+        raise ValueError("a contact sheet needs videos (T, H, W, 3) of one frame size, got "
+                         f"{[video.shape for video in videos]}")
+    height, width = videos[0].shape[1:3]
+    columns = max(len(video) for video in videos)
+    pitch_x, pitch_y = width + SHEET_GAP, height + SHEET_GAP
+    titles = sum(1 for title, _ in groups if title)
+    sheet = Image.new("RGB", (SHEET_LABEL_WIDTH + columns * pitch_x,
+                              SHEET_TEXT_HEIGHT * (1 + titles) + len(videos) * pitch_y), "white")
+    draw = ImageDraw.Draw(sheet)
+    for column in range(columns):
+        draw.text((SHEET_LABEL_WIDTH + column * pitch_x, 0), str(column), fill=SHEET_TEXT)
+    y = SHEET_TEXT_HEIGHT
+    for title, rows in groups:
+        if title:
+            draw.text((0, y), title, fill=SHEET_TEXT)
+            y += SHEET_TEXT_HEIGHT
+        for label, video in rows:
+            draw.text((0, y + height // 2 - SHEET_TEXT_HEIGHT // 2), label, fill=SHEET_TEXT)
+            for column, frame in enumerate(mark_priming(video, n_prime)):
+                sheet.paste(Image.fromarray(frame), (SHEET_LABEL_WIDTH + column * pitch_x, y))
+            y += pitch_y
+    return np.asarray(sheet)
+
+
+def write_contact_sheet(
+    path: Path, groups: Sequence[tuple[str, Sequence[SheetRow]]], n_prime: int
+) -> None:
+    """`contact_sheet(groups, n_prime)` as a PNG file, written atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(contact_sheet(groups, n_prime)).save(tmp, format="PNG")
+
+
 def _frame_number(path: Path) -> tuple[int, str]:
     digits = re.findall(r"\d+", path.stem)
     return (int(digits[-1]) if digits else -1, path.name)
 
 
-def load_priming_frames(source: Path, count: int, size: int) -> np.ndarray:
-    """The first `count` frames (count, size, size, 3) uint8 of a PNG folder or a video file.
+def load_priming_frames(
+    source: Path, count: int, size: int, at_most: int | None = None
+) -> np.ndarray:
+    """The first frames (N, size, size, 3) uint8 of a PNG folder or a video file: the `count`
+    priming frames, and up to `at_most` in all where the source has more (the real continuation,
+    to show beside the samples).
 
     PNGs are taken in the order of the number in their names and must already be size×size
     (as the reference's generate_videos.py required); a video is resized and center-cropped.
     """
+    wanted = max(count, at_most or 0)
     if source.is_dir():
-        paths = sorted(source.glob("*.png"), key=_frame_number)[:count]
+        paths = sorted(source.glob("*.png"), key=_frame_number)[:wanted]
         frames = []
         for path in paths:
             try:
@@ -103,7 +166,7 @@ def load_priming_frames(source: Path, count: int, size: int) -> np.ndarray:
             frames.append(frame)
         found = np.stack(frames) if frames else np.zeros((0, size, size, 3), np.uint8)
     elif source.is_file():
-        found = read_frames(source, None, size)[0][:count]
+        found = read_frames(source, None, size)[0][:wanted]
     else:
         raise InputError(f"{source}: no such file or folder")
     if len(found) < count:

@@ -1,5 +1,5 @@
 """`lvt sample`: complete priming frames from a PNG folder or a video file; clear errors. The
-sample stage's GIFs and index at each video's own frame rate."""
+sample stage's GIFs and index at each video's own frame rate. Contact sheets of both."""
 
 from __future__ import annotations
 
@@ -20,7 +20,15 @@ from lvt.checkpoints import save_model
 from lvt.cli import build_parser, main
 from lvt.data.dataset import VideoArraysWriter
 from lvt.data.synthetic import write_synthetic_videos
-from lvt.media import write_gif
+from lvt.media import (
+    PRIME_MARK,
+    SHEET_GAP,
+    SHEET_LABEL_WIDTH,
+    SHEET_TEXT_HEIGHT,
+    contact_sheet,
+    mark_priming,
+    write_gif,
+)
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.stages import sample as sample_stage
@@ -178,3 +186,94 @@ def test_the_readmes_sample_command_parses() -> None:
     # exact names: argparse would also take an abbreviation such as --out for --output
     assert [arg for arg in args if arg.startswith("-") and arg not in options] == []
     assert parser.parse_args(args[1:]).output == Path("my_sample/")
+
+
+# ----------------------------------------------------------------------------------------------
+# Contact sheets: the real clip's frames in a row, each sample's in a row below
+
+
+def sheet_cell(sheet: np.ndarray, titles: int, row: int, column: int, size: int) -> np.ndarray:
+    """The frame at `row` (counted over all groups) and `column` of a contact sheet of
+    size×size frames, with `titles` group titles above that row."""
+    top = SHEET_TEXT_HEIGHT * (1 + titles) + row * (size + SHEET_GAP)
+    left = SHEET_LABEL_WIDTH + column * (size + SHEET_GAP)
+    return sheet[top:top + size, left:left + size]
+
+
+def test_contact_sheet_puts_each_video_in_a_row_with_priming_frames_marked() -> None:
+    rng = np.random.default_rng(4)
+    real, first, second = (rng.integers(0, 200, (4, 16, 16, 3), dtype=np.uint8) for _ in range(3))
+    short = rng.integers(0, 200, (2, 16, 16, 3), dtype=np.uint8)
+    sheet = contact_sheet([("video a", [("real", real), ("sample 0", first)]),
+                           ("video b", [("real", second), ("source", short)])], n_prime=1)
+    assert sheet.shape == (SHEET_TEXT_HEIGHT * 3 + 4 * 18, SHEET_LABEL_WIDTH + 4 * 18, 3)
+    for titles, row, video in ((1, 0, real), (1, 1, first), (2, 2, second), (2, 3, short)):
+        np.testing.assert_array_equal(sheet_cell(sheet, titles, row, 0, 16),
+                                      mark_priming(video, 1)[0])
+        assert (sheet_cell(sheet, titles, row, 0, 16)[0] == PRIME_MARK).all()
+        for column in range(1, len(video)):  # predicted frames as they are
+            np.testing.assert_array_equal(sheet_cell(sheet, titles, row, column, 16),
+                                          video[column])
+    assert (sheet_cell(sheet, 2, 3, 2, 16) == 255).all()  # a shorter row leaves blank cells
+    labels, header = sheet[:, :SHEET_LABEL_WIDTH], sheet[:SHEET_TEXT_HEIGHT, SHEET_LABEL_WIDTH:]
+    assert (labels < 255).any() and (header < 255).any()  # row labels, frame numbers
+    with pytest.raises(ValueError, match="one frame size"):
+        contact_sheet([("", [("real", real), ("sample 0", real[:, :8])])], n_prime=1)
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_lvt_sample_writes_a_contact_sheet(models, tmp_path: Path) -> None:
+    write_pngs(tmp_path / "prime", 2, 64)
+    assert sample(models, tmp_path / "prime", tmp_path / "out", "--samples", "2") == 0
+    sheet = read_png(tmp_path / "out" / "contact_sheet.png")
+    assert sheet.shape[0] == SHEET_TEXT_HEIGHT * 2 + 3 * 66  # the source, then 2 samples
+    source = [read_png(tmp_path / "prime" / f"{t}.png") for t in range(2)]
+    np.testing.assert_array_equal(sheet_cell(sheet, 1, 0, 0, 64),
+                                  mark_priming(source[0][None], 1)[0])
+    np.testing.assert_array_equal(sheet_cell(sheet, 1, 0, 1, 64), source[1])  # read, not given
+    assert (sheet_cell(sheet, 1, 0, 2, 64) == 255).all()  # the source ends after its 2 frames
+    for k in range(2):
+        np.testing.assert_array_equal(sheet_cell(sheet, 1, 1 + k, 2, 64),
+                                      read_png(tmp_path / "out" / f"sample_{k}" / "2.png"))
+
+
+def test_sample_stage_writes_contact_sheets_per_video_and_an_overview(
+    models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(5)
+    real = rng.integers(0, 255, (3, 3, 64, 64, 3), dtype=np.uint8)
+    with VideoArraysWriter(tmp_path / "test.h5", attrs={"fps": 10.0}) as frames, \
+            VideoArraysWriter(tmp_path / "codes.h5", "codes", np.uint16) as codes:
+        for index, video in enumerate(real):
+            frames.add(f"v{index}", video)
+            codes.add(f"v{index}", rng.integers(0, 8, (3, 2, 16, 16), dtype=np.uint16))
+    settings = {"sample": {"frames": 3, "n_prime": 1, "batch_size": 4, "samples_per_video": 2}}
+    vqvae, transformer = models
+    monkeypatch.setattr(sample_stage, "OVERVIEW_VIDEOS", 2)
+    monkeypatch.setattr(sys, "argv", [
+        "sample", "--settings", json.dumps(settings), "--vqvae", str(vqvae), "--transformer",
+        str(transformer), "--codes", str(tmp_path / "codes.h5"), "--dataset",
+        str(tmp_path / "test.h5"), "--out-dir", str(tmp_path / "out"), "--threads", "1"])
+    sample_stage.cli()
+    out = tmp_path / "out"
+    index = json.loads((out / "index.json").read_text())
+    assert (index["contact_sheet"], index["contact_sheet_videos"]) == ("contact_sheet.png", 2)
+    assert [entry["contact_sheet"] for entry in index["samples"]] == [
+        f"v{v}/contact_sheet.png" for v in range(3) for _ in range(2)]
+    for video in range(3):
+        sheet = read_png(out / f"v{video}" / "contact_sheet.png")
+        assert sheet.shape[0] == SHEET_TEXT_HEIGHT * 2 + 3 * 66  # the real clip, 2 samples
+        np.testing.assert_array_equal(sheet_cell(sheet, 1, 0, 2, 64), real[video, 2])
+        for k in range(2):
+            np.testing.assert_array_equal(
+                sheet_cell(sheet, 1, 1 + k, 2, 64),
+                read_png(out / f"v{video}" / f"sample_{k}" / "2.png"))
+    overview = read_png(out / "contact_sheet.png")
+    assert overview.shape[0] == SHEET_TEXT_HEIGHT * 3 + 6 * 66  # the first 2 videos
+    np.testing.assert_array_equal(sheet_cell(overview, 2, 3, 1, 64), real[1, 1])
+    np.testing.assert_array_equal(overview[SHEET_TEXT_HEIGHT * 2 + 3 * 66:],
+                                  read_png(out / "v1" / "contact_sheet.png")[SHEET_TEXT_HEIGHT:])

@@ -21,7 +21,18 @@ import pytest
 from helpers import snakemake
 
 from lvt.errors import InputError
-from lvt.report import flatten, is_protocol, read_metrics, save_plot, scores_page, vqvae_plots
+from lvt.report import (
+    contact_sheets,
+    flatten,
+    is_protocol,
+    read_metrics,
+    save_per_step_plot,
+    save_plot,
+    scores_page,
+    smoothed,
+    transformer_plots,
+    vqvae_plots,
+)
 
 CHROMIUM = shutil.which("chromium")
 
@@ -46,12 +57,80 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="broken.json"):
         scores_page([broken])
     metrics = tmp_path / "metrics.csv"
-    metrics.write_text("step,loss\n5,0.5\n10,\n")
+    metrics.write_text("step,loss\n5,0.5\n10,x\n")
     with pytest.raises(InputError, match="metrics.csv: a missing or non-numeric"):
         read_metrics(metrics)
     metrics.write_text("step,loss,psnr,perplexity_0\n5,0.5,20,3\n")
     with pytest.raises(InputError, match="no column loss_reconstruction"):
         vqvae_plots(read_metrics(metrics), metrics)
+    metrics.write_text("step,loss,loss_reconstruction,loss_commitment,psnr,perplexity_0\n"
+                       "5,0.5,0.4,0.1,20,3\n10,,0.4,0.1,21,3\n")
+    with pytest.raises(InputError, match="metrics.csv: a missing value in column loss "):
+        vqvae_plots(read_metrics(metrics), metrics)
+    metrics.write_text("step,bits_per_code,held_out_bits_per_code\n5,3.0,\n10,2.5,\n")
+    with pytest.raises(InputError, match="missing value in column held_out_bits_per_code"):
+        transformer_plots(read_metrics(metrics), metrics)
+    frame_scores = tmp_path / "frame_scores.json"
+    frame_scores.write_text(json.dumps({"k": 2, "per_step": {"frame": [1, 2]}}))
+    with pytest.raises(InputError, match="frame_scores.json: not per-step frame scores"):
+        save_per_step_plot(frame_scores, tmp_path / "per_step.svg")
+    assert not (tmp_path / "per_step.svg").exists()
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    entry = {"gif": "v0/sample_0.gif", "contact_sheet": "v0/contact_sheet.png"}
+    (samples / "index.json").write_text(json.dumps({"samples": [entry]}))
+    with pytest.raises(InputError, match="index.json: not a sample index with contact sheets"):
+        contact_sheets(samples)
+    (samples / "index.json").write_text(json.dumps(
+        {"samples": [entry], "contact_sheet": "contact_sheet.png", "contact_sheet_videos": 1}))
+    (samples / "contact_sheet.png").write_bytes(b"")
+    with pytest.raises(InputError, match="v0/contact_sheet.png: the contact sheet that"):
+        contact_sheets(samples)
+
+
+def test_smoothed_line_has_no_jump_where_early_values_fade() -> None:
+    """A first loss far above the rest (as at the start of training) fades out of the smoothed
+    line step by step: it falls ever more slowly, never suddenly where a window would drop it."""
+    values = np.array([10.0] + [1.0] * 99)
+    line = smoothed(values, 20)
+    assert line[0] == 10.0 and line[-1] == pytest.approx(1.0, abs=1e-3)
+    falls = -np.diff(line)
+    assert (falls > 0).all() and (np.diff(falls) <= 1e-12).all()
+    np.testing.assert_allclose(smoothed(np.full(50, 3.0), 20), 3.0)  # a mean, not biased to 0
+    noisy = 2 + np.random.default_rng(0).normal(0, 0.5, 400)
+    assert np.std(smoothed(noisy, 20)[50:]) < np.std(noisy) / 3
+
+
+def test_transformer_plot_shows_the_held_out_curve(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.csv"
+    rows = [f"{step},{4 / step ** 0.3},{4.5 / step ** 0.2 if step % 100 == 0 else ''}"
+            for step in range(20, 1020, 20)]
+    metrics.write_text("step,bits_per_code,held_out_bits_per_code\n" + "\n".join(rows) + "\n")
+    columns = read_metrics(metrics)
+    assert np.isnan(columns["held_out_bits_per_code"]).sum() == 40
+    plot = transformer_plots(columns, metrics)["transformer_bits_per_code"]
+    assert list(plot.series) == ["bits_per_code"] and list(plot.exact) == ["held_out_bits_per_code"]
+    save_plot(columns["step"], plot, tmp_path / "bits.svg")
+    svg = (tmp_path / "bits.svg").read_text()
+    assert "held-out" in svg and "held_out_bits_per_code" in svg and "nats per code" in svg
+
+
+def test_per_step_plot_shows_the_model_beside_its_baselines(tmp_path: Path) -> None:
+    steps = np.arange(1, 6)
+    per_step = {"frame": steps.tolist()}
+    for name, scale in (("psnr_db", 30.0), ("ssim", 1.0)):
+        per_step |= {f"{name}_mean": (scale * 0.7 - steps).tolist(),
+                     f"{name}_best_of_k": (scale * 0.8 - steps).tolist(),
+                     f"copy_last_frame_{name}": (scale * 0.75 - 2 * steps).tolist(),
+                     f"reconstruction_{name}": [scale * 0.95] * 5}
+    frame_scores = tmp_path / "frame_scores.json"
+    frame_scores.write_text(json.dumps({"k": 3, "per_step": per_step}))
+    save_per_step_plot(frame_scores, tmp_path / "per_step.svg")
+    svg = (tmp_path / "per_step.svg").read_text()
+    for text in ("PSNR (dB) per predicted frame", "SSIM per predicted frame",
+                 "model: mean over its 3 samples", "model: best of its 3 samples (oracle)",
+                 "copy last frame (baseline)", "VQ-VAE reconstruction (ceiling)"):
+        assert text in svg, text
 
 
 def test_plot_is_an_svg_with_every_series(tmp_path: Path) -> None:
@@ -202,9 +281,19 @@ class Chromium:
 
 RESULT_ROWS = "document.querySelectorAll('table tbody tr').length"
 VIEW_BUTTONS = "[...document.querySelectorAll('table tbody tr')].map(row => row.querySelector('a'))"
-SHOWN_IMAGE = ("(() => { const img = document.querySelector("
-               "'.justify-center img[src^=\"data:image/svg+xml\"]');"
-               " return img && img.complete && img.naturalWidth; })()")
+ROW_TEXTS = "[...document.querySelectorAll('table tbody tr')].map(row => row.textContent)"
+
+
+def shown_image(kind: str) -> str:
+    """How wide the image of this kind (svg+xml, png) is that the report shows, once loaded."""
+    return ("(() => { const img = document.querySelector("
+            f"'.justify-center img[src^=\"data:image/{kind}\"]');"
+            " return img && img.complete && img.naturalWidth; })()")
+
+
+SHOWN_IMAGE = shown_image("svg+xml")
+SHOWN_PNG = shown_image("png")
+SHOWN_SOURCE = "document.querySelector('.justify-center img').src"
 SHOWN_FRAME = "!!document.querySelector('.justify-center iframe[src^=\"data:text/html\"]')"
 LOADED_GIFS = ("(() => { const gifs = [...document.images].filter(img =>"
                " img.src.startsWith('data:image/gif'));"
@@ -213,6 +302,21 @@ LOADED_GIFS = ("(() => { const gifs = [...document.images].filter(img =>"
                " })()")
 """How many GIFs the frame shows, once it has been parsed whole and every GIF in it has loaded
 (falsy until then)."""
+
+
+def shown_svg(browser: Chromium) -> str:
+    """The SVG source of the image the report shows."""
+    source = browser.evaluate(SHOWN_SOURCE)
+    header, _, payload = source.partition(",")
+    return base64.b64decode(payload).decode() if header.endswith(";base64") else payload
+
+
+def row_with(browser: Chromium, text: str) -> int:
+    """The index of the result row whose text contains `text`."""
+    rows = browser.evaluate(ROW_TEXTS)
+    found = [index for index, row in enumerate(rows) if text in row]
+    assert len(found) == 1, (text, rows)
+    return found[0]
 
 
 def show_rows(browser: Chromium, report: Path, *menu: str) -> int:
@@ -247,16 +351,30 @@ def test_report_opens_in_chromium_with_samples_curves_and_scores(
             assert show_rows(browser, report, "Training curves", subcategory) == curves
             for row in range(curves):
                 assert view(browser, row, SHOWN_IMAGE) > 100, (subcategory, row)
+        assert "held_out_bits_per_code" in shown_svg(browser)  # the held-out curve
 
-        assert show_rows(browser, report, "Samples") == 1  # TINY samples one test video
+        # TINY samples one test video twice: its sheet and the overview, 3 rows of 16 frames
+        assert show_rows(browser, report, "Samples", "Contact sheets") == 2
+        for label in ("overview of the first videos", "test"):
+            assert view(browser, row_with(browser, label), SHOWN_PNG) > 16 * 64, label
+            height = browser.evaluate("document.querySelector('.justify-center img').naturalHeight")
+            assert height > 3 * 64, label
+        assert show_rows(browser, report, "Samples", "GIFs") == 1
         view(browser, 0, SHOWN_FRAME)
         assert browser.in_frame(LOADED_GIFS) == 2  # two samples beside the real clip
 
-        assert show_rows(browser, report, "Scores") == 1
-        view(browser, 0, SHOWN_FRAME)
+        assert show_rows(browser, report, "Scores") == 2
+        view(browser, row_with(browser, "PSNR and SSIM per predicted frame"), SHOWN_IMAGE)
+        svg = shown_svg(browser)
+        assert "copy last frame (baseline)" in svg and "VQ-VAE reconstruction (ceiling)" in svg
+        view(browser, row_with(browser, "every score"), SHOWN_FRAME)
         cells = browser.in_frame(
             "[...document.querySelectorAll('td')].map(td => td.textContent)")
         row = cells.index("transformer.test_bits.bits_per_code")
         assert float(cells[row + 1]) > 0
+        for key in ("fvd_copy_last_frame", "copy_last_frame_psnr_db", "copy_last_frame_ssim",
+                    "per_step.copy_last_frame_psnr_db", "per_step.reconstruction_psnr_db"):
+            assert key in cells, key
+        assert float(cells[cells.index("fvd_copy_last_frame") + 1]) >= 0
     finally:
         browser.close()

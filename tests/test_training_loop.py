@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,11 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_TRANSFORMER
 from test_checkpoints import flip_a_bit_in_a_tensor
 
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
+from lvt.errors import InputError
+from lvt.evaluation import bits_per_code
+from lvt.models.transformer import TransformerConfig, VideoTransformer, optimizer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.training.loop import LoopSettings, checkpoint_name, checkpoints, train
+from lvt.training.transformer import HeldOutBits, TransformerTraining
 from lvt.training.vqvae import VQVAETraining
 
 LOG = logging.getLogger("test")
@@ -163,3 +169,85 @@ def test_non_finite_loss_stops_training(tmp_path: Path) -> None:
         train(LinearRegression(), LoopSettings(steps=5, checkpoint_every=1, log_every=1),
               tmp_path, "f", LOG)
     assert checkpoints(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# The transformer's held-out curve: bits per code on fixed test clips, logged as it trains
+
+TRANSFORMER = TransformerConfig(**TINY_TRANSFORMER, kernel=(3, 1, 1), stride=(4, 1, 1),
+                                encoder_block=(1, 4, 4), decoder_block=(1, 4, 4))
+HELD_OUT_LOOP = LoopSettings(steps=7, checkpoint_every=3, log_every=2)
+
+
+@pytest.fixture(scope="module")
+def code_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Training and test codes (2 codebooks of 8 on a 4x4 grid); one test video is too short."""
+    folder = tmp_path_factory.mktemp("codes")
+    rng = np.random.default_rng(3)
+    for split, lengths in (("train", (9, 12)), ("test", (8, 3, 10))):
+        with VideoArraysWriter(folder / f"{split}.h5", "codes", np.uint16) as writer:
+            for index, length in enumerate(lengths):
+                writer.add(f"{split}{index}", rng.integers(0, 8, (length, 2, 4, 4), np.uint16))
+    return folder / "train.h5", folder / "test.h5"
+
+
+def transformer_task(codes: Path) -> TransformerTraining:
+    torch.manual_seed(5)
+    model = VideoTransformer(TRANSFORMER)
+    return TransformerTraining(model, VideoArrays(codes, "codes"), clip_frames=8, n_prime=1,
+                               batch_size=2, optimizer=optimizer(model, lr=1e-2), seed=11)
+
+
+def held_out_bits(task: TransformerTraining, codes: Path, every: int = 3) -> HeldOutBits:
+    return HeldOutBits(task.model, VideoArrays(codes, "codes"), videos=8, clip_frames=8,
+                       n_prime=1, every=every, batch_size=2, device=torch.device("cpu"))
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_held_out_bits_are_logged_without_changing_training(code_files, tmp_path: Path) -> None:
+    train_codes, test_codes = code_files
+    plain = transformer_task(train_codes)
+    train(plain, HELD_OUT_LOOP, tmp_path / "plain", "f", LOG)
+    scored = transformer_task(train_codes)
+    held_out = held_out_bits(scored, test_codes)
+    assert held_out.videos == [0, 2]  # the fixed clips: every test video long enough
+    metrics = train(scored, HELD_OUT_LOOP, tmp_path / "scored", "f", LOG, held_out=held_out)
+    assert_same(weights(plain), weights(scored))  # evaluating draws from no training stream
+
+    rows = csv_rows(metrics)
+    # logged every 2 steps, held-out every 3 (its own row at step 3) and at the last step
+    assert [(int(row["step"]), bool(row["held_out_bits_per_code"])) for row in rows] == [
+        (2, False), (3, True), (4, False), (6, True), (7, True)]
+    assert all(float(row["bits_per_code"]) > 0 for row in rows)
+    final = bits_per_code(scored.model, VideoArrays(test_codes, "codes"), 8, 1, [0, 2],
+                          torch.device("cpu"))["bits_per_code"]
+    assert float(rows[-1]["held_out_bits_per_code"]) == pytest.approx(final)
+    assert float(rows[1]["held_out_bits_per_code"]) != pytest.approx(final)
+
+
+def test_held_out_curve_resumes_exactly(code_files, tmp_path: Path) -> None:
+    train_codes, test_codes = code_files
+    straight = transformer_task(train_codes)
+    expected = csv_rows(train(straight, HELD_OUT_LOOP, tmp_path / "straight", "f", LOG,
+                              held_out=held_out_bits(straight, test_codes)))
+    first = transformer_task(train_codes)
+    short = LoopSettings(steps=3, checkpoint_every=3, log_every=2)  # as if killed after step 3
+    train(first, short, tmp_path / "resumed", "f", LOG, held_out=held_out_bits(first, test_codes))
+    torch.manual_seed(12345)
+    resumed = transformer_task(train_codes)
+    metrics = train(resumed, HELD_OUT_LOOP, tmp_path / "resumed", "f", LOG,
+                    held_out=held_out_bits(resumed, test_codes))
+    assert_same(weights(straight), weights(resumed))
+    assert csv_rows(metrics) == expected
+
+
+def test_held_out_needs_a_long_enough_test_video(code_files) -> None:
+    train_codes, test_codes = code_files
+    task = transformer_task(train_codes)
+    with pytest.raises(InputError, match="test.h5: no held-out video has the 11 frames"):
+        HeldOutBits(task.model, VideoArrays(test_codes, "codes"), videos=8, clip_frames=11,
+                    n_prime=1, every=3, batch_size=2, device=torch.device("cpu"))

@@ -22,7 +22,7 @@ from lvt.data.dataset import CHUNK_ITEMS, VideoArrays
 from lvt.data.synthetic import write_synthetic_videos
 from lvt.training.loop import checkpoints
 
-REPORTS = {"report_curves", "report_scores", "report_samples"}
+REPORTS = {"report_curves", "report_scores", "report_frame_scores", "report_samples"}
 SCORING = {"fvd_sample_shard", "fvd", "frame_scores"}
 RULES = ["synthesize", "trim", "frames", "crop", "train_vqvae", "extract_codes",
          "train_transformer", "sample", "evaluate", "fvd_sample", "fvd", "frame_scores",
@@ -111,8 +111,8 @@ def changed(section: str, group: str | None, key: str, value: object) -> dict:
     [
         (changed("sample", None, "temperature", 0.9), {"sample", "report_samples"}),
         (changed("evaluate", None, "n_prime", 2),
-         {"evaluate", "fvd", "frame_scores", "report_scores"}),
-        (changed("fvd", None, "shards", 2), {*SCORING, "report_scores"}),
+         {"evaluate", "fvd", "frame_scores", "report_scores", "report_frame_scores"}),
+        (changed("fvd", None, "shards", 2), {*SCORING, "report_scores", "report_frame_scores"}),
         (changed("transformer", "train", "lr", 2e-3),
          {"train_transformer", "sample", "evaluate", *SCORING, *REPORTS}),
         (changed("vqvae", "train", "lr", 2e-3),

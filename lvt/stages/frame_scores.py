@@ -1,6 +1,7 @@
 """Stage: PSNR and SSIM of the protocol's predicted frames against the true frames, per time
-step, best of the K samples of each video and mean over them, next to the VQ-VAE reconstruction
-of the same frames; written to one JSON file."""
+step, best of the K samples of each video and mean over them, next to the same scores of the
+copy-last-frame baseline and of the VQ-VAE reconstruction on the same frames; written to one JSON
+file."""
 
 from __future__ import annotations
 
@@ -20,14 +21,19 @@ log = logging.getLogger("lvt.stages.frame_scores")
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     run = scoring_inputs(args, settings)
     protocol, owners = run.protocol, run.samples.jobs[:, 1]
-    reconstructed = scores_against_truth(run.real_clips(protocol.videos),
-                                         run.reconstructed_clips(), protocol.n_prime, run.device)
+    baselines = {
+        name: scores_against_truth(run.real_clips(protocol.videos), clips, protocol.n_prime,
+                                   run.device)
+        for name, clips in (("copy_last_frame", run.copied_clips()),
+                            ("reconstruction", run.reconstructed_clips()))
+    }
     sampled = scores_against_truth(run.real_clips(owners), run.generated_clips(),
                                    protocol.n_prime, run.device)
-    summary = prediction_summary(sampled, owners, reconstructed, protocol.n_prime)
-    log.info("predicted frames: PSNR %.2f dB best of %d, %.2f dB mean; SSIM %.4f best, %.4f mean",
-             summary["psnr_db_best_of_k"], summary["k"], summary["psnr_db_mean"],
-             summary["ssim_best_of_k"], summary["ssim_mean"])
+    summary = prediction_summary(sampled, owners, baselines, protocol.n_prime)
+    log.info("predicted frames: PSNR %.2f dB best of %d, %.2f dB mean, %.2f dB copy-last-frame; "
+             "SSIM %.4f best, %.4f mean, %.4f copy-last-frame", summary["psnr_db_best_of_k"],
+             summary["k"], summary["psnr_db_mean"], summary["copy_last_frame_psnr_db"],
+             summary["ssim_best_of_k"], summary["ssim_mean"], summary["copy_last_frame_ssim"])
     write_json(args.out, {
         "name": "PSNR (dB) and SSIM of the predicted frames (higher is better)",
         **summary,

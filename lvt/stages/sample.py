@@ -1,8 +1,10 @@
 """Stage: complete test videos from their priming frames and write them for people to look at.
 
 Per test video and sample: PNG frames (the reference's 0.png ... 15.png) and a GIF of the real
-clip beside the sample at the video's own frame rate, priming frames marked; all sampled codes in
-samples.h5; an index.json with each sample's files and frame rate.
+clip beside the sample at the video's own frame rate, priming frames marked. Per test video a
+contact sheet (contact_sheet.png: the real clip as one row of frames, each sample as a row below
+it), and one of the first `OVERVIEW_VIDEOS` videos together (contact_sheet.png at the top). All
+sampled codes in samples.h5; an index.json with each sample's files and frame rate.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from lvt.generate import (
     load_trained_models,
     videos_long_enough,
 )
-from lvt.media import mark_priming, side_by_side, write_gif, write_png_frames
+from lvt.media import (
+    SheetRow,
+    mark_priming,
+    side_by_side,
+    write_contact_sheet,
+    write_gif,
+    write_png_frames,
+)
 from lvt.stages.common import (
     add_model_inputs,
     add_threads_option,
@@ -39,6 +48,10 @@ from lvt.stages.common import (
 )
 
 log = logging.getLogger("lvt.stages.sample")
+
+OVERVIEW_VIDEOS = 8
+"""Test videos on the overview contact sheet: enough to judge at a glance, few enough to see."""
+SHEET_NAME = "contact_sheet.png"
 
 
 def safe_name(video_id: str) -> str:
@@ -71,6 +84,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     generator = torch.Generator(device).manual_seed(options["seed"])
     n_prime = options["n_prime"]
     entries, sampled = [], []
+    sheets: dict[int, list[SheetRow]] = {}
     with atomic_path(args.out_dir) as out:
         for start in range(0, len(jobs), options["batch_size"]):
             batch = jobs[start:start + options["batch_size"]]
@@ -91,9 +105,16 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                 write_png_frames(video_k, out / name)
                 write_gif(side_by_side(mark_priming(real, n_prime), mark_priming(video_k, n_prime)),
                           out / f"{name}.gif", fps)
+                sheets.setdefault(video, [("real", real)]).append((f"sample {k}", video_k))
                 entries.append({"video_id": codes.video_ids[video], "sample": k,
-                                "frames": f"{name}/", "gif": f"{name}.gif", "fps": fps})
+                                "frames": f"{name}/", "gif": f"{name}.gif", "fps": fps,
+                                "contact_sheet": f"{safe_name(codes.video_ids[video])}/"
+                                                 f"{SHEET_NAME}"})
                 sampled.append(codes_k.permute(1, 0, 2, 3).numpy().astype(np.uint16))
+        groups = [(codes.video_ids[video], rows) for video, rows in sheets.items()]
+        for group in groups:
+            write_contact_sheet(out / safe_name(group[0]) / SHEET_NAME, [group], n_prime)
+        write_contact_sheet(out / SHEET_NAME, groups[:OVERVIEW_VIDEOS], n_prime)
         with h5py.File(out / "samples.h5", "w") as file:
             file.create_dataset("codes", data=np.stack(sampled))
             file.create_dataset("video_ids", data=[e["video_id"] for e in entries],
@@ -103,6 +124,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
             "n_prime": n_prime, "frames": options["frames"], "temperature": options["temperature"],
             "seed": options["seed"], "vqvae_sha256": file_sha256(args.vqvae),
             "transformer_sha256": file_sha256(args.transformer), "samples": entries,
+            "contact_sheet": SHEET_NAME, "contact_sheet_videos": min(len(groups), OVERVIEW_VIDEOS),
         })
     log.info("wrote %d samples to %s", len(entries), args.out_dir)
 

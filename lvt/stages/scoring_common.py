@@ -16,6 +16,7 @@ from lvt.data.dataset import VideoArrays
 from lvt.evaluation import (
     Protocol,
     ProtocolSamples,
+    copy_last_frame,
     decoded_clips,
     first_clips,
     protocol_videos,
@@ -43,7 +44,7 @@ def protocol_from_settings(options: dict[str, Any], codes: VideoArrays) -> Proto
 @dataclass(frozen=True)
 class ScoringInputs:
     """What the scoring stages share: the device, both models, the test split, the protocol's
-    samples gathered from every shard, and the three kinds of clip they score, in batches of
+    samples gathered from every shard, and the four kinds of clip they score, in batches of
     `batch_size` (evaluate.i3d_batch_size)."""
 
     device: torch.device
@@ -62,6 +63,12 @@ class ScoringInputs:
         """The protocol's test clips, their true codes decoded by the VQ-VAE."""
         codes = first_clips(self.codes, self.protocol.videos, self.protocol.frames)
         return decoded_clips(self.models.vqvae, codes, self.device, self.batch_size)
+
+    def copied_clips(self) -> Iterator[np.ndarray]:
+        """The protocol's test clips, every predicted frame the last real priming frame: the
+        copy-last-frame baseline."""
+        return (copy_last_frame(clips, self.protocol.n_prime)
+                for clips in self.real_clips(self.protocol.videos))
 
     def generated_clips(self) -> Iterator[np.ndarray]:
         """The protocol's sampled clips, decoded by the VQ-VAE."""

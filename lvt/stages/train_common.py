@@ -21,7 +21,7 @@ from lvt.config import ConfigError
 from lvt.stages.common import StageParser, add_threads_option, select_device, stage_parser
 from lvt.training.acceleration import set_tf32
 from lvt.training.distributed import Distributed, process_group
-from lvt.training.loop import LoopSettings, TrainingTask, train
+from lvt.training.loop import HeldOut, LoopSettings, TrainingTask, train
 
 
 def fingerprint(settings: dict[str, Any], *inputs: Path) -> str:
@@ -87,10 +87,12 @@ def train_and_publish(
     model: torch.nn.Module,
     provenance: dict[str, Any],
     distributed: Distributed,
+    held_out: HeldOut | None = None,
 ) -> None:
-    """Train (resuming from --state-dir), then write --model and --metrics atomically (rank 0)."""
+    """Train (resuming from --state-dir), logging `held_out` as `train` does, then write --model
+    and --metrics atomically (rank 0)."""
     log = logging.getLogger(f"lvt.stages.train_{kind}")
-    metrics = train(task, loop, args.state_dir, run_fingerprint, log, distributed)
+    metrics = train(task, loop, args.state_dir, run_fingerprint, log, distributed, held_out)
     if distributed.is_main:
         digest = save_model(args.model, kind, config, model,
                             extra={"steps": loop.steps, **provenance})

@@ -1,9 +1,11 @@
-"""Stage: train the Latent Video Transformer on the codes of the training split."""
+"""Stage: train the Latent Video Transformer on the codes of the training split, scoring bits per
+code on fixed clips of the test split as it goes."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +21,7 @@ from lvt.stages.train_common import (
 )
 from lvt.training.acceleration import Acceleration
 from lvt.training.loop import LoopSettings
-from lvt.training.transformer import TransformerTraining
+from lvt.training.transformer import HeldOutBits, TransformerTraining
 
 log = logging.getLogger("lvt.stages.train_transformer")
 
@@ -39,19 +41,29 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                  codes.num_items, codes.num_videos, args.codes, device, distributed.world_size)
         rmsprop = optimizer(model, lr=train_settings["lr"], alpha=train_settings["alpha"],
                             momentum=train_settings["momentum"], eps=train_settings["eps"])
+        acceleration = Acceleration.from_settings(train_settings, device)
         task = TransformerTraining(model, codes, train_settings["clip_frames"],
                                    train_settings["n_prime"], train_settings["batch_size"],
-                                   rmsprop, train_settings["seed"], distributed,
-                                   Acceleration.from_settings(train_settings, device))
+                                   rmsprop, train_settings["seed"], distributed, acceleration)
+        held_out = HeldOutBits(model, VideoArrays(args.held_out_codes, "codes"),
+                               train_settings["held_out_videos"], train_settings["clip_frames"],
+                               train_settings["n_prime"], train_settings["held_out_every"],
+                               train_settings["batch_size"], device, acceleration)
+        log.info("held-out bits per code every %d steps on %d clips of %s", held_out.every,
+                 len(held_out.videos), args.held_out_codes)
         train_and_publish(args, task, LoopSettings.from_settings(train_settings),
-                          fingerprint(settings, args.codes), "transformer", config, model,
+                          fingerprint(settings, args.codes, args.held_out_codes), "transformer",
+                          config, model,
                           {"codes": str(args.codes),
                            "vqvae_sha256": codes.attrs.get("vqvae_sha256", "")},
-                          distributed)
+                          distributed, held_out)
 
 
 def cli() -> None:
-    run_stage(main, training_parser(__doc__, "--codes", "training codes (HDF5)"))
+    parser = training_parser(__doc__, "--codes", "training codes (HDF5)")
+    parser.add_argument("--held-out-codes", type=Path, required=True,
+                        help="test codes (HDF5) whose first clips are scored during training")
+    run_stage(main, parser)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,19 @@ class TrainingTask(Protocol):
         """Restore what `state_dict` returned."""
 
 
+class HeldOut(Protocol):
+    """Scores of the model on fixed held-out data, logged beside the training metrics."""
+
+    names: tuple[str, ...]
+    """The metrics it returns: the columns it adds, empty in the rows it is not evaluated at."""
+    every: int
+    """Steps between evaluations (the last step is always evaluated)."""
+
+    def __call__(self) -> dict[str, float]:
+        """Evaluate the model as it is now, drawing from no random stream (so that training
+        and its resumption stay exact)."""
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     steps: int
@@ -154,12 +167,14 @@ def train(
     fingerprint: str,
     log: logging.Logger,
     distributed: Distributed = SINGLE_PROCESS,
+    held_out: HeldOut | None = None,
 ) -> Path:
     """Train `task` to `settings.steps`, resuming from `state_dir`; return the metrics CSV path.
 
     `fingerprint` identifies the settings and data; a checkpoint with another one is ignored.
     The task's metrics must be those of the global batch, the same on every rank, so that a
-    non-finite loss stops all ranks at once.
+    non-finite loss stops all ranks at once. `held_out` is evaluated on rank 0 and logged every
+    `held_out.every` steps, in a row of its own where that is not a logged step.
     """
     if distributed.is_main:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -176,9 +191,12 @@ def train(
             if not distributed.is_main:
                 continue
             if writer is None:
-                handle, writer = _metrics_writer(metrics_path, start, sorted(metrics))
-            if step % settings.log_every == 0 or step == settings.steps:
-                writer.writerow({"step": step, **metrics})
+                handle, writer = _metrics_writer(
+                    metrics_path, start, [*sorted(metrics), *(held_out.names if held_out else ())])
+            last = step == settings.steps
+            evaluate = held_out is not None and (step % held_out.every == 0 or last)
+            if step % settings.log_every == 0 or last or evaluate:
+                writer.writerow({"step": step, **metrics, **(held_out() if evaluate else {})})
                 handle.flush()
                 progress.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
             progress.update()

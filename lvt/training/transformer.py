@@ -1,4 +1,5 @@
-"""Transformer training task: random clips, one random subscale slice per clip (§4.3, §4.9)."""
+"""Transformer training task: random clips, one random subscale slice per clip (§4.3, §4.9); and
+its held-out score, bits per code on fixed test clips."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch
 
 from lvt.data.dataset import VideoArrays
 from lvt.errors import InputError
+from lvt.evaluation import bits_per_code
+from lvt.generate import videos_long_enough
 from lvt.metrics import nats_to_bits
 from lvt.models import transformer
 from lvt.models.transformer import VideoTransformer
@@ -109,3 +112,48 @@ class TransformerTraining(PlacedTask):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+
+
+class HeldOutBits:
+    """Teacher-forced bits per code (`lvt.evaluation.bits_per_code`, as the evaluate stage
+    scores the test split) of the training model on the first `clip_frames` code frames of the
+    first `videos` held-out videos long enough, `n_prime` leading frames left out as in
+    training: the same clips at every evaluation, so the curve shows the model alone changing.
+
+    A `lvt.training.loop.HeldOut`: it runs the model without gradients and draws no random
+    numbers, so training is the same with it as without. `acceleration` sets the autocast of
+    its forward passes, `batch_size` the clips per pass (the training batch fits).
+    """
+
+    names = ("held_out_bits_per_code",)
+
+    def __init__(
+        self,
+        model: VideoTransformer,
+        codes: VideoArrays,
+        videos: int,
+        clip_frames: int,
+        n_prime: int,
+        every: int,
+        batch_size: int,
+        device: torch.device,
+        acceleration: Acceleration = PLAIN,
+    ) -> None:
+        self.model = model
+        self.codes = codes
+        self.videos = videos_long_enough(codes, clip_frames, videos)
+        if not self.videos:
+            raise InputError(f"{codes.path}: no held-out video has the {clip_frames} frames of "
+                             "a training clip (config key transformer.train.clip_frames)")
+        self.clip_frames = clip_frames
+        self.n_prime = n_prime
+        self.every = every
+        self.batch_size = batch_size
+        self.device = device
+        self.acceleration = acceleration
+
+    def __call__(self) -> dict[str, float]:
+        with self.acceleration.autocast(self.device):
+            scores = bits_per_code(self.model, self.codes, self.clip_frames, self.n_prime,
+                                   self.videos, self.device, self.batch_size)
+        return {"held_out_bits_per_code": scores["bits_per_code"]}

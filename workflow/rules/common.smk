@@ -81,5 +81,6 @@ def final_outputs():
         *score_files(),
         *rules.report_curves.output,
         rules.report_scores.output.table,
-        rules.report_samples.output.pages,
+        rules.report_frame_scores.output.per_step,
+        *rules.report_samples.output,
     ]

@@ -63,6 +63,7 @@ rule report_scores:
             f"results/{RUN}/report/scores.html",
             caption="../report/scores.rst",
             category="Scores",
+            labels={"result": "every score"},
         ),
     log:
         f"results/{RUN}/logs/report_scores.log",
@@ -78,8 +79,35 @@ rule report_scores:
         " > {log:q} 2>&1"
 
 
+rule report_frame_scores:
+    """PSNR and SSIM per predicted frame of the samples beside copy-last-frame and the VQ-VAE
+    reconstruction."""
+    input:
+        frame_scores=f"results/{RUN}/evaluation/frame_scores.json",
+    output:
+        per_step=report(
+            f"results/{RUN}/report/frame_scores_per_step.svg",
+            caption="../report/frame_scores_per_step.rst",
+            category="Scores",
+            labels={"result": "PSNR and SSIM per predicted frame"},
+        ),
+    log:
+        f"results/{RUN}/logs/report_frame_scores.log",
+    benchmark:
+        f"results/{RUN}/benchmarks/report_frame_scores.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        ENV
+    shell:
+        "python -m lvt.stages.report_frame_scores --frame-scores {input.frame_scores:q}"
+        " --out {output.per_step:q} > {log:q} 2>&1"
+
+
 rule report_samples:
-    """A page per sampled test video: the real clip beside each sample, as GIFs."""
+    """A page per sampled test video, the real clip beside each sample as GIFs; the contact sheets
+    (frames in rows: the real clip, then each sample) of each video and of the first ones."""
     input:
         samples=f"results/{RUN}/samples",
     output:
@@ -88,7 +116,23 @@ rule report_samples:
             patterns=["{video}.html"],
             caption="../report/samples.rst",
             category="Samples",
+            subcategory="GIFs",
             labels={"video": "{video}"},
+        ),
+        sheets=report(
+            directory(f"results/{RUN}/report/contact_sheets"),
+            patterns=["{video}.png"],
+            caption="../report/contact_sheet.rst",
+            category="Samples",
+            subcategory="Contact sheets",
+            labels={"video": "{video}"},
+        ),
+        overview=report(
+            f"results/{RUN}/report/contact_sheet.png",
+            caption="../report/contact_sheet_overview.rst",
+            category="Samples",
+            subcategory="Contact sheets",
+            labels={"video": "overview of the first videos"},
         ),
     log:
         f"results/{RUN}/logs/report_samples.log",
@@ -101,4 +145,5 @@ rule report_samples:
         ENV
     shell:
         "python -m lvt.stages.report_samples --samples {input.samples:q}"
-        " --out-dir {output.pages:q} > {log:q} 2>&1"
+        " --out-dir {output.pages:q} --sheets-dir {output.sheets:q}"
+        " --overview {output.overview:q} > {log:q} 2>&1"

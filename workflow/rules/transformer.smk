@@ -2,9 +2,11 @@
 
 
 rule train_transformer:
-    """Train the transformer on random clips and slices; resumes from results/<run>/train_state."""
+    """Train the transformer on random clips and slices; resumes from results/<run>/train_state.
+    Scores bits per code on fixed test clips as it goes (the held-out training curve)."""
     input:
         codes=f"results/{RUN}/codes/train.h5",
+        held_out_codes=f"results/{RUN}/codes/test.h5",
     output:
         model=f"results/{RUN}/transformer/model.pt",
         metrics=f"results/{RUN}/transformer/metrics.csv",
@@ -24,5 +26,6 @@ rule train_transformer:
         ENV
     shell:
         "{params.launcher} -m lvt.stages.train_transformer --settings {params.settings:q}"
-        " --codes {input.codes:q} --state-dir {params.state:q} --threads {threads}"
+        " --codes {input.codes:q} --held-out-codes {input.held_out_codes:q}"
+        " --state-dir {params.state:q} --threads {threads}"
         " --model {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
