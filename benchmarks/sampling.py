@@ -45,6 +45,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (CUDA runs asynchronously), so that clocks read
+    between calls time the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def time_positions(
     sampler: Sampler, model: VideoTransformer, video: torch.Tensor, warmup: int, count: int | None
 ) -> tuple[float, int]:
@@ -54,12 +61,13 @@ def time_positions(
 
     def progress(done: int, total: int) -> None:
         if done in (warmup, warmup + (count or total - warmup)):
+            synchronize(video.device)
             marks[done] = time.perf_counter()
             if len(marks) == 2:
                 raise Enough
 
     with contextlib.suppress(Enough):
-        sampler(model, video, N_PRIME, generator=torch.Generator().manual_seed(0),
+        sampler(model, video, N_PRIME, generator=torch.Generator(video.device).manual_seed(0),
                 progress=progress)
     (start, begin), (stop, end) = sorted(marks.items())
     return end - begin, stop - start
@@ -68,9 +76,11 @@ def time_positions(
 def time_encoder(model: VideoTransformer, video: torch.Tensor, repeats: int = 3) -> float:
     """Seconds per encoder call (slice 1, after one warm-up call)."""
     encode_slice(model, video, 1, (1, 0, 0))
+    synchronize(video.device)
     begin = time.perf_counter()
     for _ in range(repeats):
         encode_slice(model, video, 1, (1, 0, 0))
+    synchronize(video.device)
     return (time.perf_counter() - begin) / repeats
 
 

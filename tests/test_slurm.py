@@ -3,26 +3,30 @@
 Debian's SLURM (`apt-get install slurmctld slurmd slurm-client munge`; .ci/run installs it) runs
 here as a cluster on 127.0.0.1: munged, slurmctld and slurmd as root, every file in a temporary
 folder, free ports, two count-only GPUs, no accounting database. The daemons are stopped by PID.
+Training on "GPUs" runs on the CPU (gloo): the GPUs are only counted.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import TINY, copy_workflow, write_config
+import yaml
+from helpers import RUN, TINY, copy_workflow, snakemake, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 COMMANDS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "scontrol",
             "sinfo")
 TARGET = f"results/{TINY['run']}/vqvae/model.pt"
@@ -49,10 +53,12 @@ pytestmark = [
 
 @dataclass
 class Cluster:
-    """A running one-node cluster: its configuration file and the folder of the `srun` shim."""
+    """A running one-node cluster: its configuration file and the folder of the `srun` shim,
+    which appends each call (the job's id, then its arguments) to `srun_calls`."""
 
     conf: Path
     shims: Path
+    srun_calls: Path
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
@@ -159,7 +165,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                                                 stdin=subprocess.DEVNULL))
             if name == "munged":
                 wait_for(munge_socket.exists, "munged never opened its socket", folder)
-        cluster = Cluster(conf, srun_shim(folder, conf))
+        cluster = Cluster(conf, srun_shim(folder, conf), folder / "srun.calls")
         wait_for(lambda: node_state(cluster) == "idle", "the node never became idle", folder)
         yield cluster
     finally:
@@ -168,7 +174,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def srun_shim(folder: Path, conf: Path) -> Path:
-    """A folder with an `srun` that knows this cluster's configuration file.
+    """A folder with an `srun` that knows this cluster's configuration file and records its
+    calls in `srun.calls`.
 
     The plugin's job step removes SLURM_CONF before it runs `srun` inside the job, so only a
     configuration in the default place (/etc/slurm/slurm.conf, as on a real cluster) reaches it.
@@ -176,9 +183,27 @@ def srun_shim(folder: Path, conf: Path) -> Path:
     shims = folder / "bin"
     shims.mkdir()
     srun = shims / "srun"
-    srun.write_text(f'#!/bin/sh\nSLURM_CONF={conf} exec {shutil.which("srun")} "$@"\n')
+    srun.write_text(f"""#!/bin/sh
+printf '%s\\t%s\\n' "${{SLURM_JOB_ID:-}}" "$*" >> {shlex.quote(str(folder / "srun.calls"))}
+SLURM_CONF={shlex.quote(str(conf))} exec {shlex.quote(shutil.which("srun"))} "$@"
+""")
     srun.chmod(0o755)
     return shims
+
+
+def python_shim(folder: Path, calls: Path) -> Path:
+    """A folder with a `python` that appends, per call, the SLURM job, step and task count it
+    runs in and its arguments to `calls`, then runs this interpreter: what the rules' shell
+    commands start (the launcher among them) shows there."""
+    folder.mkdir()
+    python = folder / "python"
+    python.write_text(f"""#!/bin/sh
+printf '%s\\t%s\\t%s\\t%s\\n' "${{SLURM_JOB_ID:-}}" "${{SLURM_STEP_ID:-}}" \\
+    "${{SLURM_STEP_NUM_TASKS:-}}" "$*" >> {shlex.quote(str(calls))}
+exec {shlex.quote(sys.executable)} "$@"
+""")
+    python.chmod(0o755)
+    return folder
 
 
 def node_state(cluster: Cluster) -> str:
@@ -197,6 +222,30 @@ def wait_for(condition: Callable[[], bool], failure: str, logs: Path, seconds: f
         time.sleep(0.5)
 
 
+def run_through_profile(cluster: Cluster, workdir: Path, profile: Path, config: dict,
+                        shims: Sequence[Path] = ()) -> list[dict[str, str]]:
+    """Build TARGET in `workdir` through `profile`; return SLURM's records of its jobs."""
+    # as a user would run it (no --cores: that would cap every job's threads), plus what this
+    # cluster needs: it has no accounting database, so poll with squeue (sacct would hang the
+    # run), and from 3 s after submission on (then 13 s later, 23 s later, ...)
+    command = [sys.executable, "-m", "snakemake", TARGET, "--profile", str(profile),
+               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks",
+               "3", "--slurm-no-account", "--slurm-keep-successful-logs",
+               "--configfile", write_config(workdir / "tiny.yaml", config)]
+    path = os.pathsep.join([*map(str, shims), str(cluster.shims),
+                            str(Path(sys.executable).parent), os.environ["PATH"]])
+    result = subprocess.run(command, cwd=workdir, env={**cluster.env(), "PATH": path},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert (workdir / TARGET).exists()
+    return [job for job in cluster.jobs() if job["WorkDir"] == str(workdir)]
+
+
+def job_logs(workdir: Path, rule: str) -> list[Path]:
+    """The SLURM output of a rule's jobs, where the plugin files it: rule folder, job id."""
+    return list((workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log"))
+
+
 def test_profile_runs_preprocessing_and_training_as_slurm_jobs(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -204,22 +253,8 @@ def test_profile_runs_preprocessing_and_training_as_slurm_jobs(
     config = copy.deepcopy(TINY)
     config["preprocess"] = {"shards": 1}
     config["vqvae"]["train"].update(steps=4, checkpoint_every=4, log_every=2)
-    # as a user would run it (no --cores: that would cap every job's threads), plus what this
-    # cluster needs: it has no accounting database, so poll with squeue (sacct would hang the
-    # run), and from 3 s after submission on (then 13 s later, 23 s later, ...)
-    command = [sys.executable, "-m", "snakemake", TARGET,
-               "--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
-               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks",
-               "3", "--slurm-no-account", "--slurm-keep-successful-logs",
-               "--configfile", write_config(workdir / "tiny.yaml", config)]
-    path = os.pathsep.join([str(cluster.shims), str(Path(sys.executable).parent),
-                            os.environ["PATH"]])
-    result = subprocess.run(command, cwd=workdir, env={**cluster.env(), "PATH": path},
-                            capture_output=True, text=True)
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    assert (workdir / TARGET).exists()
+    records = run_through_profile(cluster, workdir, PROFILE, config)
 
-    records = cluster.jobs()
     jobs = {job["Comment"].removeprefix("rule_").split("_wildcards_")[0]: job for job in records}
     assert set(jobs) == set(EXPECTED_JOBS) and len(records) == len(jobs), records
     for rule, (cpus, memory, time_limit, gpus) in EXPECTED_JOBS.items():
@@ -229,7 +264,51 @@ def test_profile_runs_preprocessing_and_training_as_slurm_jobs(
         assert int(job["NumCPUs"]) == cpus and job["MinMemoryNode"] == memory, job
         assert job["TimeLimit"] == time_limit, job
         assert job.get("TresPerJob") == gpus, job
-        # the job's own log, where the plugin files it: rule folder, SLURM job id
-        logs = list((workdir / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log"))
+        logs = job_logs(workdir, rule)
         assert [log.stem for log in logs] == [job["JobId"]], (rule, logs)
         assert f"rule {rule}:" in logs[0].read_text()
+
+
+def test_a_two_gpu_training_job_runs_one_launcher_with_two_ranks(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """`gpu: 2` for training in a copy of the profile (as a site adapts it): one SLURM job with
+    one task and 2 GPUs runs one torchrun, whose 2 processes train together. (Some versions of
+    the executor plugin add --ntasks-per-gpu, which would start one torchrun per GPU.)"""
+    workdir = copy_workflow(tmp_path / "workflow")
+    config = copy.deepcopy(TINY)
+    config["preprocess"] = {"shards": 1}
+    config["vqvae"]["train"].update(steps=2, checkpoint_every=2, log_every=1)  # batch 8: 2 x 4
+    snakemake(workdir, f"results/{RUN}/data/train.h5", "--configfile",
+              write_config(workdir / "tiny.yaml", config))  # the data here; training on SLURM
+    settings = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    settings["set-resources"]["train_vqvae"]["gpu"] = 2
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(yaml.safe_dump(settings))
+    calls = tmp_path / "python.calls"
+    records = run_through_profile(cluster, workdir, profile, config,
+                                  [python_shim(tmp_path / "bin", calls)])
+
+    (job,) = records  # only the training went to SLURM
+    assert job["Comment"].startswith("rule_train_vqvae"), job
+    assert (job["JobState"], job["ExitCode"]) == ("COMPLETED", "0:0"), job
+    assert job["TresPerJob"] == "gres:gpu:2" and job["NumTasks"] == "1", job
+    # inside the job: one srun step of one task with both GPUs, and in it one launcher
+    steps = [line.split("\t")[1] for line in cluster.srun_calls.read_text().splitlines()
+             if line.split("\t")[0] == job["JobId"]]
+    assert len(steps) == 1 and steps[0].startswith("-n1 ") and "--gpus=2" in steps[0], steps
+    launches = [line.split("\t") for line in calls.read_text().splitlines()
+                if "torch.distributed.run" in line]
+    assert len(launches) == 1, launches
+    job_id, step_id, tasks, arguments = launches[0]
+    assert (job_id, tasks) == (job["JobId"], "1") and step_id != "", launches
+    assert "--nproc-per-node 2 -m lvt.stages.train_vqvae" in arguments
+    # the job's log: the job ran once in the allocation, with its 2 GPUs
+    (log,) = job_logs(workdir, "train_vqvae")
+    text = log.read_text()
+    assert log.stem == job["JobId"] and text.count("localrule train_vqvae:") == 1, text
+    assert text.count(", gpu=2\n") == 2, text  # the submitted job and the job in the allocation
+    # the launcher's 2 processes formed one group: its rank 0 logged it, once
+    stage_log = (workdir / "results" / RUN / "logs" / "train_vqvae.log").read_text()
+    assert stage_log.count(", 2 process(es)") == 1 and "finished 2 steps" in stage_log
