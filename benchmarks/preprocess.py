@@ -3,9 +3,10 @@
 (a) ours: lvt.data.clips.trim_many (stream copies, BATCH_SIZE per ffmpeg process),
     lvt.data.frames.read_frames over the window (the central square, resized), the frame shard,
     then the packed HDF5 dataset, as the trim, frames and crop stages do;
-(b) the reference (lvt-method.md 1.2-1.3): ffmpeg re-encodes the window with libx264 (output
-    seeking, audio copied, 1 thread), dumps every frame as a full-size PNG, and Pillow reopens
-    each one, center-crops it to a square, resizes it with Lanczos and saves it again;
+(b) the reference (scripts/download_kinetics.py and scripts/convert_kinetics.py of rakhimovv/lvt
+    at commit 0899c21): ffmpeg re-encodes the window with libx264 (output seeking, audio copied,
+    1 thread), dumps every frame as a full-size PNG, and Pillow reopens each one, center-crops it
+    to a square, resizes it with Lanczos and saves it again;
 (c) the floor: PyAV seeks to the window and only decodes it, opening the video as (a) does.
 
 The inputs are generated Kinetics-like videos: H.264 with AAC audio, textured panning content

@@ -1,7 +1,8 @@
 """Straightforward reference-style models for the training benchmark (benchmark-only code).
 
-The same architectures as `lvt.models`, written the way the authors wrote them (lvt-method.md
-§2, §4): channels-first tensors, the encoder's context as a 2,048-channel one-hot tensor
+The same architectures as `lvt.models`, written the way the authors wrote them (rakhimovv/lvt at
+commit 0899c21: vidgen/modeling/autoregressive/ and vidgen/modeling/{encoder,generator,vq}/):
+channels-first tensors, the encoder's context as a 2,048-channel one-hot tensor
 (4 codebooks × 512) into a Conv3d, the channel predictor's one-hot inputs concatenated, per-head
 projections, explicit softmax attention over a materialised bias and −1e4 mask, a per-codebook
 quantiser with one-hot assignment matrices; fp32 and eager. Parameter and buffer names follow the

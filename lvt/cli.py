@@ -85,8 +85,8 @@ def add_import_original_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def sample(args: argparse.Namespace) -> int:
-    """Complete a video from its priming frames, as the reference's generate_videos.py; and a
-    contact sheet of the source's frames above each sample's."""
+    """Complete a video from its priming frames, as the reference's scripts/generate_videos.py;
+    and a contact sheet of the source's frames above each sample's."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.threads)
     print(f"sampling on {device.type} with {args.threads} CPU thread(s)")

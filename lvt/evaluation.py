@@ -1,10 +1,14 @@
 """Scores on the test split.
 
 - VQ-VAE: PSNR of the decoded test codes against the test frames (the tokenizer's ceiling).
-- Transformer: bits per code as the reference's BitsEvaluator computes it (§4.8: every slice run
+- Transformer: bits per code as the reference's `BitsEvaluator` computes it (every slice run
   once with teacher forcing over the first `frames` frames of each test video, leading `n_prime`
   frames left out), next to the entropy of the unigram distribution of the same codes: a model
   that learnt nothing beyond code frequencies scores about that entropy.
+
+Reference: `BitsEvaluator` in the authors' code at commit 0899c21, over the logits of
+`calculate_logits_for_entire_video` (vidgen/modeling/meta_arch/vt.py):
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/evaluation/bits_evaluation.py
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fast exact sampling: the plain sampler's draws with incremental decoding (issue 4).
+"""Fast exact sampling: the plain sampler's draws with incremental decoding.
 
 The decoder's output at a position depends only on earlier positions of its slice, so instead of
 recomputing the whole slice for every position, each position is computed once: the causal

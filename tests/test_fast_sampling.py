@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from helpers import FIXTURES, TINY_TRANSFORMER, needs_fixtures
+from helpers import FIXTURES, TINY_TRANSFORMER
 
 from lvt.fast_sampling import sample_codes_fast
 from lvt.models.transformer import TransformerConfig, VideoTransformer
@@ -76,7 +76,6 @@ def test_fast_sampler_draws_what_the_plain_one_draws(variant, n_prime, temperatu
     assert progress[0] == progress[1] == [(i + 1, positions) for i in range(positions)]
 
 
-@needs_fixtures
 def test_fast_sampler_reproduces_the_original():
     fixture = torch.load(FIXTURES / "vt_dsfvt_sampling_small.pt", weights_only=True)
     model, _ = import_transformer(fixture["state_dict"])

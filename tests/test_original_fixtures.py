@@ -7,13 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import FIXTURES, needs_fixtures
+from helpers import FIXTURES, ROOT
 
 from lvt.models import transformer as vt
 from lvt.models.vqvae import normalize, optimizers
 from lvt.original import import_transformer, import_vqvae, read_original
 
-pytestmark = needs_fixtures
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 TRANSFORMER_FILES = ["vt_dsfvt_small.pt", "vt_dssvt_small.pt"]
 
@@ -24,6 +23,13 @@ def load(name: str) -> dict:
 
 def close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(actual, expected, **TOL)
+
+
+def test_fixtures_ship_with_the_repository():
+    """The golden files live inside the checkout, so a fresh clone runs every fidelity test."""
+    assert FIXTURES.is_relative_to(ROOT)
+    expected = {"README.md", "vqvae_small.pt", "vt_dsfvt_sampling_small.pt", *TRANSFORMER_FILES}
+    assert expected <= {path.name for path in FIXTURES.iterdir()}
 
 
 # --------------------------------------------------------------------------------------------

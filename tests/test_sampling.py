@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import FIXTURES, TINY_TRANSFORMER, needs_fixtures
+from helpers import FIXTURES, TINY_TRANSFORMER
 
 from lvt.models.transformer import TransformerConfig, VideoTransformer, whole_video_logits
 from lvt.original import import_transformer
@@ -16,7 +16,6 @@ def sampling_fixture() -> dict:
     return torch.load(FIXTURES / "vt_dsfvt_sampling_small.pt", weights_only=True)
 
 
-@needs_fixtures
 def test_seeded_sample_reproduces_the_original(sampling_fixture):
     model, _ = import_transformer(sampling_fixture["state_dict"])
     inputs, outputs = sampling_fixture["inputs"], sampling_fixture["outputs"]

@@ -3,9 +3,10 @@
 The tarball holds `softmotion30_44k/{train,test}/*.tfrecords`. Each record is a serialized
 `tf.train.Example` of one 30-step trajectory: `{i}/image_aux1/encoded` (raw 64×64×3 RGB bytes, not
 JPEG), `{i}/image_main/encoded`, `{i}/action` (4 floats) and `{i}/endeffector_pos` (3 floats).
-As in the reference, only the aux1 camera is kept; actions and end-effector positions are kept
-when present. A video's id is `<tfrecord stem>/<k>` with k the 1-based position of its record in
-the file, the folder layout of the reference's converted PNGs (`{stem}/{k}/{i}.png`).
+As in the reference (https://github.com/rakhimovv/lvt/blob/0899c21/scripts/convert_bair.py),
+only the aux1 camera is kept; actions and end-effector positions are kept when present. A video's
+id is `<tfrecord stem>/<k>` with k the 1-based position of its record in the file, the folder
+layout of the reference's converted PNGs (`{stem}/{k}/{i}.png`).
 
 The TFRecord framing is read here directly: per record a little-endian uint64 length, the masked
 CRC32C of those 8 bytes, the data and the masked CRC32C of the data. CRC32C comes from

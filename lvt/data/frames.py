@@ -1,9 +1,9 @@
 """Decode a clip into square RGB frames: window, optional frame-rate resampling, crop, resize.
 
-As the reference did (lvt-method.md 1.3), each frame's central square (side = its short side) is
-cut out first, at full resolution, and then resized with Lanczos. One FFmpeg filter graph does
-both and the conversion to RGB: its crop only moves the planes' pointers, so swscale reads the
-square alone.
+As the reference did (https://github.com/rakhimovv/lvt/blob/0899c21/scripts/convert_kinetics.py),
+each frame's central square (side = its short side) is cut out first, at full resolution, and
+then resized with Lanczos. One FFmpeg filter graph does both and the conversion to RGB: its
+crop only moves the planes' pointers, so swscale reads the square alone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Latent Video Transformer over VQ-VAE code videos (LVT reference §4).
+"""Latent Video Transformer over VQ-VAE code videos.
 
 A code video (B, NC, T, H, W) is cut into subscale slices (a, b, c): the positions with
 t ≡ a (mod st), h ≡ b (mod sh), w ≡ c (mod sw). Slices are generated one after another in
@@ -8,6 +8,18 @@ addition, predicts the slice autoregressively in raster order; the ChannelPredic
 the NC codes of a position one codebook after another.
 
 Layouts: codes (B, NC, t, h, w) int64; hidden states (B, D, t, h, w); logits (B, NV, t, h, w).
+
+References:
+1) the paper: Rakhimov et al., "Latent Video Transformer", arXiv 2006.10704;
+2) the model it adapts to codes (subscale slices, block-local attention, an encoder and a
+   decoder per slice): Weissenborn et al., "Scaling Autoregressive Video Models", arXiv 1906.02634;
+3) the authors' code at commit 0899c21, which this module reproduces to 1e-5
+   (tests/test_original_fixtures.py); paths below are in it:
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/autoregressive/videotransformer.py
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/autoregressive/vt_attention.py
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/autoregressive/vt_utils.py
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/meta_arch/vt.py
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/data/dataset_mapper.py
 """
 
 from __future__ import annotations
@@ -117,7 +129,7 @@ def random_slices(
     generator: torch.Generator | None = None,
     frames: int | None = None,
 ) -> list[Abc]:
-    """One uniformly random slice per example (the original mapper's rule).
+    """One uniformly random slice per example (`DatasetMapper` in vidgen/data/dataset_mapper.py).
 
     When a slice is one whole frame (sh = sw = 1 and st = `frames`, the clip length; `frames`
     defaults to st), a is drawn from [n_prime, st − 1] so that no example is a priming frame.
@@ -570,7 +582,8 @@ class VideoTransformer(nn.Module):
         self.encoder = ContextEncoder(config)
         self.decoder = SliceDecoder(config)
         self.predictor = ChannelPredictor(config)
-        # Original init (§4.9): xavier-uniform weights and zero biases for every linear layer;
+        # Original init (`init_weights` in vidgen/modeling/meta_arch/vt.py): xavier-uniform
+        # weights and zero biases for every linear layer;
         # the custom modules initialise their own tensors, embeddings keep N(0, 1).
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -603,7 +616,8 @@ class VideoTransformer(nn.Module):
 
 def slice_loss(logits: Sequence[Tensor], target: Tensor, ignore_mask: Tensor) -> Tensor:
     """Cross entropy (nats) per codebook, averaged over the batch's non-ignored positions,
-    then averaged over codebooks. target (B, NC, t, h, w); ignore_mask (B, 1, t, h, w)."""
+    then averaged over codebooks (`compute_supervised_loss` in vidgen/modeling/meta_arch/vt.py).
+    target (B, NC, t, h, w); ignore_mask (B, 1, t, h, w)."""
     target = target.masked_fill(ignore_mask, IGNORE_INDEX)
     losses = [
         F.cross_entropy(lg, target[:, k], ignore_index=IGNORE_INDEX) for k, lg in enumerate(logits)
@@ -612,7 +626,8 @@ def slice_loss(logits: Sequence[Tensor], target: Tensor, ignore_mask: Tensor) ->
 
 
 def whole_video_logits(model: VideoTransformer, video: Tensor) -> Tensor:
-    """Teacher-forced logits of every position, each slice run once with its own context.
+    """Teacher-forced logits of every position, each slice run once with its own context
+    (`calculate_logits_for_entire_video` in vidgen/modeling/meta_arch/vt.py).
 
     video (B, NC, T, H, W) -> logits (B, NC, NV, T, H, W).
     """
@@ -636,5 +651,5 @@ def optimizer(
     momentum: float = 0.9,
     eps: float = 1e-8,
 ) -> torch.optim.RMSprop:
-    """RMSprop as the original (constant lr, no weight decay)."""
+    """RMSprop as the original (constant lr, no weight decay; configs/vt/DSFVT.yaml)."""
     return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=alpha, momentum=momentum, eps=eps)

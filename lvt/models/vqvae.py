@@ -1,7 +1,19 @@
-"""Per-frame VQ-VAE with a product quantiser and EMA codebooks (LVT reference §2).
+"""Per-frame VQ-VAE with a product quantiser and EMA codebooks.
 
 Images go in as floats in [0, 1] and are normalised to [-1, 1] inside the model. A frame of
 H×W pixels becomes `codebooks` integer code maps of size H/4 × W/4.
+
+References:
+1) the paper: Rakhimov et al., "Latent Video Transformer", arXiv 2006.10704;
+2) VQ-VAE with EMA codebooks: van den Oord et al., "Neural Discrete Representation Learning",
+   arXiv 1711.00937;
+3) the authors' code at commit 0899c21, which this module reproduces to 1e-5
+   (tests/test_original_fixtures.py); paths below are in it:
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/meta_arch/vqvae.py
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/encoder/resencoder.py
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/generator/resdecoder.py
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/vq/vq_embedding.py
+https://github.com/rakhimovv/lvt/blob/0899c21/configs/vqvae/Base-VQVAE.yaml
 """
 
 from __future__ import annotations
@@ -54,8 +66,9 @@ def normalize(images01: Tensor) -> Tensor:
 class ResidualBlock(nn.Module):
     """relu(x) + conv1x1(relu(conv3x3(relu(x)))).
 
-    The skip path carries relu(x), not x: the original applies an in-place ReLU to the block
-    input, and its checkpoints are only reproduced with this form.
+    The skip path carries relu(x), not x: the original (vidgen/modeling/encoder/resencoder.py)
+    applies an in-place ReLU to the block input, and its checkpoints are only reproduced with
+    this form.
     """
 
     def __init__(self, channels: int, hidden: int) -> None:
@@ -109,7 +122,8 @@ class Decoder(nn.Module):
 
 
 class ProductQuantizer(nn.Module):
-    """`codebooks` independent EMA codebooks, one per contiguous chunk of the channels.
+    """`codebooks` independent EMA codebooks, one per contiguous chunk of the channels
+    (`DVQEmbedding` in vidgen/modeling/vq/vq_embedding.py).
 
     The codebooks are buffers: they never receive gradients and are updated by exponential
     moving averages of the assigned encoder outputs, with Laplace-smoothed cluster sizes.
@@ -263,6 +277,8 @@ def optimizers(
     fused: bool = False,
 ) -> dict[str, torch.optim.Adam]:
     """Two separate Adam optimisers (encoder, decoder) as the original; the codebooks use EMA.
+
+    Defaults: lr of configs/vqvae/Base-VQVAE.yaml, betas of vidgen/config/defaults.py.
 
     `fused` picks the single-kernel Adam (for CUDA); the default is torch's own choice.
     """

@@ -1,8 +1,10 @@
 """Stage: encode every frame of every video of a split into VQ-VAE codes (HDF5, uint16).
 
-The reference encoded only the first 16 frames of each video (lvt-method.md §9.3); all frames
-are kept here, with the same video index and ids as the frame dataset. The encoder sees one frame
-at a time, so the split's frames are encoded as one run, in full batches across video boundaries
+The reference encoded only the first 16 frames of each video: its `CodesExtractor` sees what the
+test mapper reads, `N_FRAMES_PER_VIDEO_TEST: 16` frames in
+https://github.com/rakhimovv/lvt/blob/0899c21/configs/vqvae/PR-DVQVAE2.yaml. All frames are
+kept here, with the same video index and ids as the frame dataset. The encoder sees one frame at
+a time, so the split's frames are encoded as one run, in full batches across video boundaries
 (a BAIR video's 30 frames never fill one). Each batch is written as it is done: a killed job
 resumes from its first unfinished batch (lvt.data.progress).
 """

@@ -1,14 +1,19 @@
 """One training loop for both models.
 
-It fixes the reference trainer's failures (lvt-method.md §9.1-2): every exception and every
-non-finite loss ends the process with a non-zero status, and a killed run resumes exactly from
-its last checkpoint (model, optimisers, step and every random state), which lives outside the
-rule's declared outputs so that Snakemake never deletes it. Each checkpoint is a new file,
-`checkpoint-<step>.pt`, carrying a digest of its contents (`lvt.checkpoints.write_payload`); the
-older ones are deleted only once it has been read back and verified, and a resumed run skips,
-with a log line, any that is damaged or of other settings. With several processes, rank 0
-alone writes the checkpoints and metrics and every rank loads the checkpoint; the tasks keep
-all ranks' weights and random states identical, so rank 0's are everyone's.
+It fixes two failures of the authors' trainer (rakhimovv/lvt at commit 0899c21): there,
+`TrainerBase.train` logs any exception and returns, so a crashed run exits with status 0
+(https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/engine/train_loop.py), and `--resume`
+restores the weights only and restarts at step 0 (`DefaultTrainer.resume_or_load`,
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/engine/defaults.py). Here every exception
+and every non-finite loss ends the process with a non-zero status, and a killed run resumes
+exactly from its last checkpoint (model, optimisers, step and every random state), which lives
+outside the rule's declared outputs so that Snakemake never deletes it. Each checkpoint is a
+new file, `checkpoint-<step>.pt`, carrying a digest of its contents
+(`lvt.checkpoints.write_payload`); the older ones are deleted only once it has been read back
+and verified, and a resumed run skips, with a log line, any that is damaged or of other settings.
+With several processes, rank 0 alone writes the checkpoints and metrics and every rank loads the
+checkpoint; the tasks keep all ranks' weights and random states identical, so rank 0's are
+everyone's.
 """
 
 from __future__ import annotations

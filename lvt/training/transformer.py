@@ -1,5 +1,10 @@
-"""Transformer training task: random clips, one random subscale slice per clip (§4.3, §4.9); and
-its held-out score, bits per code on fixed test clips."""
+"""Transformer training task: random clips, one random subscale slice per clip; and its
+held-out score, bits per code on fixed test clips.
+
+As the authors' code at commit 0899c21 trains it (examples from `DatasetMapper`, RMSprop and
+batch of configs/vt/DSFVT.yaml):
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/data/dataset_mapper.py
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""VQ-VAE training task: random single frames, two Adam optimisers, EMA codebooks (§2.4)."""
+"""VQ-VAE training task: random single frames, two Adam optimisers, EMA codebooks.
+
+As the authors' code at commit 0899c21 trains it (`VQVAEModel` and its optimisers,
+configs/vqvae/Base-VQVAE.yaml):
+https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/meta_arch/vqvae.py
+"""
 
 from __future__ import annotations
 
