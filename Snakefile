@@ -2,10 +2,7 @@
 # `snakemake --cores 2` runs the demo in config.yaml; `--configfile presets/<name>.yaml` selects a
 # paper setting. Every rule calls a thin stage module of the `lvt` package (python -m lvt.stages.*).
 
-from snakemake.logging import logger
 from snakemake.utils import min_version
-
-import lvt.run_summary
 
 min_version("9.0")
 
@@ -23,14 +20,6 @@ include: "workflow/rules/transformer.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
-
-
-def print_run_summary():
-    """Show the run's warnings (skipped and failed videos, mixed frame rates) on the console at
-    its end, where they are seen; the stages log them only into their job logs."""
-    summary = lvt.run_summary.run_summary(f"results/{RUN}")
-    if summary:
-        logger.warning(summary)
 
 
 onsuccess:

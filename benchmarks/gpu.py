@@ -84,6 +84,7 @@ from train import cpu_name, images_batch, memory_status, transformer_batch  # no
 from lvt.atomic import write_json  # noqa: E402
 from lvt.checkpoints import read_payload  # noqa: E402
 from lvt.data.dataset import VideoArrays, VideoArraysWriter  # noqa: E402
+from lvt.devices import available_cpus  # noqa: E402
 from lvt.fast_sampling import sample_codes_fast  # noqa: E402
 from lvt.fvd import I3D, i3d_embeddings  # noqa: E402
 from lvt.generate import encode_frames  # noqa: E402
@@ -97,7 +98,6 @@ from lvt.models.transformer import (  # noqa: E402
 )
 from lvt.models.vqvae import VQVAE, VQVAEConfig  # noqa: E402
 from lvt.sampling import sample_codes, sampling_plan  # noqa: E402
-from lvt.stages.common import available_cpus  # noqa: E402
 from lvt.stages.extract_codes import BATCH_FRAMES  # noqa: E402
 from lvt.training.acceleration import PLAIN, Acceleration, set_tf32  # noqa: E402
 from lvt.training.distributed import Distributed  # noqa: E402

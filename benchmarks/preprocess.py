@@ -40,10 +40,11 @@ import PIL
 from PIL import Image
 
 import lvt
-from lvt.data.clips import Window, clip_path, ffmpeg_executable, trim_many
+from lvt.data.clips import Window, clip_path, trim_many
 from lvt.data.dataset import FrameShard, FrameShardWriter, VideoArrays, VideoArraysWriter
-from lvt.data.frames import open_video, read_frames, window_bounds
+from lvt.data.frames import read_frames, window_bounds
 from lvt.data.sources import SourceRow
+from lvt.data.video_io import ffmpeg_executable, open_video
 
 AUDIO_RATE = 44100
 

@@ -15,6 +15,7 @@ import torch
 
 from lvt.checkpoints import file_sha256, save_model
 from lvt.config import LATENT_DOWNSAMPLING
+from lvt.devices import available_cpus
 from lvt.generate import (
     check_models_fit,
     complete_videos,
@@ -30,7 +31,6 @@ from lvt.media import (
     write_png_frames,
 )
 from lvt.original import import_transformer, import_vqvae
-from lvt.stages.common import available_cpus
 
 
 def import_original_vqvae(args: argparse.Namespace) -> int:

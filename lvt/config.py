@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -19,10 +20,50 @@ from jsonschema.exceptions import ValidationError
 
 LATENT_DOWNSAMPLING = 4
 """The VQ-VAE maps a size×size frame to a (size/4)×(size/4) grid of codes."""
+GRID_AXES = ("frames", "height", "width")
+"""The axes of a code grid, a stride and an attention block, in order."""
 
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown, of the wrong type or inconsistent."""
+
+
+@dataclass(frozen=True)
+class TilingMisfit:
+    """The part of a transformer's geometry that does not tile a code grid, and how."""
+
+    part: str
+    """`stride`, `encoder_block` or `decoder_block`: its key under `transformer.model`."""
+    axis: int
+    """The first axis of the grid (0: frames) on which it does not divide."""
+    message: str
+    """What does not fit, with the sizes."""
+
+
+def tiling_misfit(
+    grid: Sequence[int],
+    stride: Sequence[int],
+    encoder_block: Sequence[int],
+    decoder_block: Sequence[int],
+) -> TilingMisfit | None:
+    """Whether a transformer can model a code grid (frames, height, width): its subscale stride
+    must divide the grid, and each attention block the grid of a slice (grid / stride). The
+    first part that does not, or None; config validation and model files both check this."""
+    grid, stride = tuple(grid), tuple(stride)
+    for axis, (extent, step) in enumerate(zip(grid, stride, strict=True)):
+        if extent % step:
+            return TilingMisfit("stride", axis, f"stride {stride} does not divide the code grid "
+                                                f"{grid} along its {GRID_AXES[axis]}")
+    slice_grid = tuple(extent // step for extent, step in zip(grid, stride, strict=True))
+    for part, block in (("encoder_block", encoder_block), ("decoder_block", decoder_block)):
+        for axis, (extent, size) in enumerate(zip(slice_grid, block, strict=True)):
+            if extent % size:
+                name = part.removesuffix("_block")
+                return TilingMisfit(part, axis, f"{name} attention block {tuple(block)} does not "
+                                                f"tile the slice grid {slice_grid} (code grid "
+                                                f"{grid} / stride {stride}) along its "
+                                                f"{GRID_AXES[axis]}")
+    return None
 
 
 def _with_defaults(validator_class: type) -> type:
@@ -128,27 +169,15 @@ def _check_transformer(config: dict[str, Any], present: set[str]) -> None:
     model = config["transformer"]["model"]
     train = config["transformer"]["train"]
     latent = latent_size(config)
-    stride = model["stride"]
     clips = {"transformer.train.clip_frames": train["clip_frames"]}
     clips.update({f"{name}.frames": config[name]["frames"]
                   for name in ("sample", "evaluate", "fvd") if name in present})
     for key, frames in clips.items():
-        grid = (frames, latent, latent)
-        for axis, (extent, step) in enumerate(zip(grid, stride, strict=True)):
-            if extent % step:
-                raise ConfigError(
-                    f"config key transformer.model.stride: axis {axis} stride {step} does not "
-                    f"divide the latent grid {list(grid)} of {key}"
-                )
-        slice_grid = [extent // step for extent, step in zip(grid, stride, strict=True)]
-        for block_key in ("encoder_block", "decoder_block"):
-            block = model[block_key]
-            if any(extent % size for extent, size in zip(slice_grid, block, strict=True)):
-                raise ConfigError(
-                    f"config key transformer.model.{block_key}: block {block} does not divide "
-                    f"the slice grid {slice_grid} (latent grid {list(grid)} of {key}, "
-                    f"stride {stride})"
-                )
+        misfit = tiling_misfit((frames, latent, latent), model["stride"], model["encoder_block"],
+                               model["decoder_block"])
+        if misfit is not None:
+            raise ConfigError(f"config key transformer.model.{misfit.part}: {misfit.message} "
+                              f"(the latent grid of {key})")
 
     if train["n_prime"] >= train["clip_frames"]:
         raise ConfigError(

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from lvt.checkpoints import load_model
+from lvt.config import tiling_misfit
 from lvt.data.dataset import VideoArrays
 from lvt.errors import InputError
 from lvt.fast_sampling import sample_codes_fast
@@ -108,14 +109,10 @@ def check_models_fit(
             f"{vqvae_config.codebooks} of {vqvae_config.codebook_size}"
         )
     stride = transformer_config.stride
-    if grid[0] % stride[0]:
+    misfit = tiling_misfit(grid, stride, transformer_config.encoder_block,
+                           transformer_config.decoder_block)
+    if misfit is not None and misfit.part == "stride" and misfit.axis == 0:
         raise InputError(f"{grid[0]} frames: the number of frames must be a multiple of the time "
                          f"stride {stride[0]} of {transformer_file}")
-    if any(extent % step for extent, step in zip(grid, stride, strict=True)):
-        raise InputError(f"{transformer_file}: its stride {tuple(stride)} does not divide the "
-                         f"code grid {grid} (frames, height, width)")
-    slice_grid = [extent // step for extent, step in zip(grid, stride, strict=True)]
-    for block in (transformer_config.encoder_block, transformer_config.decoder_block):
-        if any(extent % size for extent, size in zip(slice_grid, block, strict=True)):
-            raise InputError(f"{transformer_file}: its attention block {tuple(block)} does not "
-                             f"tile the slice grid {tuple(slice_grid)} of the code grid {grid}")
+    if misfit is not None:
+        raise InputError(f"{transformer_file}: its {misfit.message}")

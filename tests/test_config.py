@@ -6,12 +6,17 @@ import copy
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lvt import config as lvt_config
+from lvt.errors import InputError
+from lvt.generate import check_models_fit
+from lvt.models.transformer import TransformerConfig
+from lvt.models.vqvae import VQVAEConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +94,51 @@ def test_evaluation_protocols(presets: list[str], protocol: tuple[int, ...]) -> 
 def test_errors_name_the_key(bad: dict, key: str) -> None:
     with pytest.raises(lvt_config.ConfigError, match=key.replace(".", r"\.")):
         lvt_config.validate(bad)
+
+
+@pytest.mark.parametrize(
+    ("stride", "encoder_block", "decoder_block", "misfit"),
+    [
+        ((4, 1, 1), (1, 16, 16), (1, 16, 16), None),
+        ((3, 1, 1), (1, 16, 16), (1, 16, 16), "stride"),
+        ((1, 1, 3), (1, 16, 16), (1, 16, 16), "stride"),
+        ((1, 1, 1), (1, 5, 16), (1, 16, 16), "encoder_block"),
+        ((4, 1, 1), (1, 16, 16), (8, 16, 16), "decoder_block"),
+    ],
+)
+def test_config_and_model_files_check_the_tiling_alike(
+    tmp_path: Path, stride: tuple, encoder_block: tuple, decoder_block: tuple, misfit: str | None
+) -> None:
+    """A transformer geometry that does not tile 16 frames of 64x64 (codes 16x16) fails config
+    validation naming its key and the clip, and the model-file check naming the file and which
+    part; one that tiles passes both."""
+    model = {"stride": list(stride), "encoder_block": list(encoder_block),
+             "decoder_block": list(decoder_block)}
+    config = {"preprocess": {"size": 64},
+              "transformer": {"model": model, "train": {"clip_frames": 16}}}
+    vqvae = VQVAEConfig()
+    transformer = TransformerConfig(codebooks=vqvae.codebooks, codebook_size=vqvae.codebook_size,
+                                    stride=stride, encoder_block=encoder_block,
+                                    decoder_block=decoder_block)
+    model_file = tmp_path / "transformer.pt"
+    check = partial(check_models_fit, tmp_path / "vqvae.pt", vqvae, model_file, transformer,
+                    (16, 16, 16))
+    if misfit is None:
+        lvt_config.validate(config)
+        check()
+        return
+    with pytest.raises(lvt_config.ConfigError) as config_error:
+        lvt_config.validate(config)
+    assert f"config key transformer.model.{misfit}: " in str(config_error.value)
+    assert "transformer.train.clip_frames" in str(config_error.value)
+    with pytest.raises(InputError) as file_error:
+        check()
+    assert str(model_file) in str(file_error.value)
+    if misfit.endswith("_block"):
+        name = misfit.removesuffix("_block")
+        assert f"{name} attention block {encoder_block if name == 'encoder' else decoder_block}" \
+            in str(file_error.value)
+        assert f"{name} attention block" in str(config_error.value)
 
 
 @pytest.mark.parametrize("run", [".", ".."])

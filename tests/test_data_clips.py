@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from lvt.data import clips
-from lvt.data.clips import Window, clip_path, ffmpeg_executable, trim, trim_many
+from lvt.data.clips import Window, clip_path, trim, trim_many
 from lvt.data.frames import read_frames
 from lvt.data.synthetic import write_synthetic_videos
+from lvt.data.video_io import ffmpeg_executable
 from lvt.errors import InputError
 
 

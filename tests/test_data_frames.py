@@ -14,10 +14,9 @@ import pytest
 from av.video.reformatter import Interpolation
 from PIL import Image
 
-from lvt.data.clips import ffmpeg_executable
 from lvt.data.frames import read_frames
-from lvt.data.sources import HEADERS_ONLY
 from lvt.data.synthetic import write_synthetic_videos
+from lvt.data.video_io import HEADERS_ONLY, ffmpeg_executable
 from lvt.errors import InputError
 
 
@@ -129,9 +128,10 @@ GATHERS_TEST = """
 import sys
 import numpy as np
 from lvt.data import frames
+from lvt.data.video_io import open_video
 
 def resized(path):
-    with frames.open_video(path) as (container, stream):
+    with open_video(path) as (container, stream):
         square = frames._CenterSquare(24)
         return np.stack([square(frame) for frame in container.decode(stream)])
 

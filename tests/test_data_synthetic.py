@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from lvt.data.sources import probe_video
 from lvt.data.synthetic import write_synthetic_videos
+from lvt.data.video_io import probe_video
 
 
 def decode(path: str | Path) -> np.ndarray:

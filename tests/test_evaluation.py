@@ -38,9 +38,9 @@ from lvt.evaluation import (
 )
 from lvt.models.transformer import TransformerConfig, VideoTransformer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.scoring import protocol_from_settings
 from lvt.stages import frame_scores as frame_scores_stage
 from lvt.stages import fvd as fvd_stage
-from lvt.stages.scoring_common import protocol_from_settings
 
 RNG = np.random.default_rng(0)
 

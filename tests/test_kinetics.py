@@ -28,8 +28,9 @@ from lvt.data.kinetics import (
     source_rows,
     write_outcomes,
 )
-from lvt.data.sources import probe_video, read_manifest
+from lvt.data.sources import read_manifest
 from lvt.data.synthetic import write_synthetic_videos
+from lvt.data.video_io import probe_video
 from lvt.errors import InputError
 
 HEADER = "label,youtube_id,time_start,time_end,split,is_cc\n"

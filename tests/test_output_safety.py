@@ -21,7 +21,7 @@ from lvt.data.sources import SourceRow, write_manifest
 from lvt.errors import DiskSpaceError
 from lvt.locks import hold_lock, lock_file
 from lvt.models.vqvae import VQVAE, VQVAEConfig
-from lvt.stages.train_common import training_parser
+from lvt.stages.common import training_parser
 
 HOLD_LOCK = """
 import sys, time

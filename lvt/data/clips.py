@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,11 +22,16 @@ from pathlib import Path
 
 import av
 import ffmpeg
-import imageio_ffmpeg
 
 from lvt.atomic import atomic_path
-from lvt.data.frames import TIME_TOLERANCE, open_video
-from lvt.data.sources import HEADERS_ONLY, av_error_message, format_seconds
+from lvt.data.sources import format_seconds
+from lvt.data.video_io import (
+    HEADERS_ONLY,
+    TIME_TOLERANCE,
+    av_error_message,
+    ffmpeg_executable,
+    open_video,
+)
 from lvt.errors import InputError
 
 CRF = 18
@@ -64,11 +68,6 @@ class Window:
     target: Path
     start: float
     end: float
-
-
-def ffmpeg_executable() -> str:
-    """The `ffmpeg` on PATH if there is one, else the static binary imageio-ffmpeg ships."""
-    return shutil.which("ffmpeg") or imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def clip_path(clips_dir: str | os.PathLike[str], video_id: str) -> Path:

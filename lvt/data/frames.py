@@ -15,17 +15,15 @@ import math
 import os
 import platform
 from collections.abc import Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import av.filter
 import numpy as np
-from av.container import InputContainer
 from av.video.stream import VideoStream
 
-from lvt.data.sources import HEADERS_ONLY, av_error_message
+from lvt.data.video_io import TIME_TOLERANCE, av_error_message, open_video
 from lvt.errors import InputError
 
 SCALE_FLAGS = "lanczos+full_chroma_int"
@@ -43,40 +41,10 @@ into packed rgb24."""
 RGB_FORMAT = "rgb24"
 """Packed RGB, as (H, W, 3) arrays; swscale's unscaled converter repacks the resized gbrp frame
 into it (same bytes)."""
-DECODE_THREADS = 1
-"""Decoder threads. Jobs run in parallel, one core each (the rules declare one thread), and
-measured on 2 cores, frame threading cost up to a third more CPU time per frame."""
 SCALE_THREADS = 1
 """swscale threads: frames this small scale faster on one thread, and jobs run in parallel."""
-TIME_TOLERANCE = 1e-6
-"""Seconds by which a timestamp may miss a boundary (an output time, a window's end) and still
-count as on it."""
 AV_CPU_FLAG_SLOW_GATHER = 0x2000000
 """libavutil's x86 CPU flag (cpu.h) that steers FFmpeg's SIMD dispatch away from AVX2 gathers."""
-
-
-@contextmanager
-def open_video(path: str | os.PathLike[str]) -> Iterator[tuple[InputContainer, VideoStream]]:
-    """Open a video for decoding its first video stream on DECODE_THREADS threads.
-
-    The file is opened from its headers alone (HEADERS_ONLY); one whose headers give no video
-    stream or no frame rate (such as MPEG-TS) is probed as usual. Raises InputError naming the
-    file if it is empty or has no video stream; FFmpeg's and the OS's errors pass through.
-    """
-    if os.path.getsize(path) == 0:
-        raise InputError(f"{path}: empty file")
-    container = av.open(str(path), options=HEADERS_ONLY)
-    try:
-        if not container.streams.video or not container.streams.video[0].average_rate:
-            container.close()
-            container = av.open(str(path))
-        if not container.streams.video:
-            raise InputError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.codec_context.thread_count = DECODE_THREADS
-        yield container, stream
-    finally:
-        container.close()
 
 
 def expected_frames(path: str | os.PathLike[str], seconds: float, fps: float | None) -> int:

@@ -27,8 +27,8 @@ from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 from yt_dlp.utils import download_range_func
 
 from lvt.atomic import write_text
-from lvt.data.clips import ffmpeg_executable
-from lvt.data.sources import SourceRow, Split, format_seconds, probe_video
+from lvt.data.sources import SourceRow, Split, format_seconds
+from lvt.data.video_io import ffmpeg_executable, probe_video
 from lvt.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -16,15 +16,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lvt.atomic import is_disk_full, remove_leftover_temporaries
 from lvt.config import ConfigError, load_settings
+from lvt.devices import available_cpus
 from lvt.errors import DiskSpaceError, InputError
 from lvt.locks import hold_locks
-
-if TYPE_CHECKING:
-    import torch
 
 Stage = Callable[[argparse.Namespace, dict[str, Any]], None]
 
@@ -106,31 +104,27 @@ def add_model_inputs(parser: argparse.ArgumentParser, frames: bool = True) -> No
         parser.add_argument("--dataset", type=Path, required=True, help="test frames (HDF5)")
 
 
-def available_cpus() -> int:
-    """The CPUs in this process's affinity mask: what a job scheduler or `taskset` granted it.
-
-    torch's default thread count ignores the mask, which oversubscribes a shared host.
-    """
-    return len(os.sched_getaffinity(0))
-
-
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
     """`--threads`: CPU threads for torch, as Snakemake's `threads:` gives them."""
     parser.add_argument("--threads", type=int, default=available_cpus(),
                         help="CPU threads for torch (default: the CPUs this process may run on)")
 
 
-def select_device(choice: str, threads: int) -> torch.device:
-    """The torch device named by a `device` setting (auto: CUDA when present); sets CPU threads.
+def training_parser(description: str, data_option: str, data_help: str) -> StageParser:
+    """The arguments both training stages take: their data, state folder and outputs."""
+    parser = stage_parser(description)
+    parser.add_argument(data_option, type=Path, required=True, help=data_help)
+    parser.add_output("--state-dir", help="resumable checkpoints (kept outside the rule's outputs)")
+    parser.add_output("--model", help="trained model file")
+    parser.add_output("--metrics", help="metrics CSV")
+    add_threads_option(parser)
+    return parser
 
-    torch is imported here, not at module level, so that the data stages start quickly.
-    """
-    import torch
 
-    torch.set_num_threads(max(1, threads))
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config key device: 'cuda' was asked for but no CUDA device is present")
-    return torch.device(choice)
-
+def add_scoring_arguments(parser: StageParser) -> None:
+    """The scoring stages' inputs and output: models, test split, sample shards, JSON."""
+    add_model_inputs(parser)
+    parser.add_argument("--samples", type=Path, nargs="+", required=True,
+                        help="every shard of the fvd_sample stage")
+    parser.add_output("--out", help="scores (JSON)")
+    add_threads_option(parser)

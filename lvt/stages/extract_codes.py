@@ -29,8 +29,9 @@ from lvt.data.dataset import (
     copy_video_metadata,
 )
 from lvt.data.progress import BatchedOutput, file_stamp, preallocate
+from lvt.devices import select_device
 from lvt.generate import encode_frames
-from lvt.stages.common import add_threads_option, run_stage, select_device, stage_parser
+from lvt.stages.common import add_threads_option, run_stage, stage_parser
 
 log = logging.getLogger("lvt.stages.extract_codes")
 

@@ -11,15 +11,17 @@ from typing import Any
 
 from lvt.atomic import write_json
 from lvt.checkpoints import file_sha256
+from lvt.devices import select_device
 from lvt.evaluation import prediction_summary, scores_against_truth
-from lvt.stages.common import run_stage, stage_parser
-from lvt.stages.scoring_common import add_scoring_arguments, scoring_inputs
+from lvt.scoring import ScoringFiles, ScoringInputs
+from lvt.stages.common import add_scoring_arguments, run_stage, stage_parser
 
 log = logging.getLogger("lvt.stages.frame_scores")
 
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    run = scoring_inputs(args, settings)
+    files = ScoringFiles(args.vqvae, args.transformer, args.codes, args.dataset, args.samples)
+    run = ScoringInputs.load(files, settings, select_device("auto", args.threads))
     protocol, owners = run.protocol, run.samples.jobs[:, 1]
     baselines = {
         name: scores_against_truth(run.real_clips(protocol.videos), clips, protocol.n_prime,

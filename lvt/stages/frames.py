@@ -21,8 +21,9 @@ import av
 from lvt.atomic import require_free_space
 from lvt.data.clips import clip_path, clips_manifest
 from lvt.data.dataset import FrameShardWriter
-from lvt.data.frames import expected_frames, open_video, read_frames
-from lvt.data.sources import av_error_message, read_manifest
+from lvt.data.frames import expected_frames, read_frames
+from lvt.data.sources import read_manifest
+from lvt.data.video_io import av_error_message, open_video
 from lvt.errors import InputError
 from lvt.stages.common import run_stage, stage_parser
 

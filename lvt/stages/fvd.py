@@ -15,17 +15,20 @@ from typing import Any
 
 from lvt.atomic import write_json
 from lvt.checkpoints import file_sha256
+from lvt.devices import select_device
 from lvt.evaluation import BASELINES, embed, fvd_protocol, fvd_scores
 from lvt.fvd import load_i3d
-from lvt.stages.common import run_stage, select_device, stage_parser
-from lvt.stages.scoring_common import add_scoring_arguments, scoring_inputs
+from lvt.scoring import ScoringFiles, ScoringInputs
+from lvt.stages.common import add_scoring_arguments, run_stage, stage_parser
 
 log = logging.getLogger("lvt.stages.fvd")
 
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
-    i3d = load_i3d(select_device("auto", args.threads))  # first: it may lack its weights
-    run = scoring_inputs(args, settings)
+    device = select_device("auto", args.threads)
+    i3d = load_i3d(device)  # first: it may lack its weights
+    files = ScoringFiles(args.vqvae, args.transformer, args.codes, args.dataset, args.samples)
+    run = ScoringInputs.load(files, settings, device)
     protocol, batch = run.protocol, run.batch_size
     real = embed(i3d, run.real_clips(protocol.videos), batch)
     log.info("embedded %d real clips", len(real))

@@ -24,6 +24,7 @@ from lvt.atomic import atomic_path, write_json
 from lvt.checkpoints import file_sha256
 from lvt.config import ConfigError
 from lvt.data.dataset import VideoArrays
+from lvt.devices import select_device
 from lvt.generate import (
     check_models_fit,
     complete_videos,
@@ -43,7 +44,6 @@ from lvt.stages.common import (
     add_model_inputs,
     add_threads_option,
     run_stage,
-    select_device,
     stage_parser,
 )
 

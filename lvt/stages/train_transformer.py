@@ -12,15 +12,10 @@ import torch
 
 from lvt.data.dataset import VideoArrays
 from lvt.models.transformer import TransformerConfig, VideoTransformer, optimizer
-from lvt.stages.common import run_stage
-from lvt.stages.train_common import (
-    fingerprint,
-    train_and_publish,
-    training_parser,
-    training_processes,
-)
+from lvt.stages.common import run_stage, training_parser
 from lvt.training.acceleration import Acceleration
 from lvt.training.loop import LoopSettings
+from lvt.training.run import RunFiles, fingerprint, train_and_publish, training_processes
 from lvt.training.transformer import HeldOutBits, TransformerTraining
 
 log = logging.getLogger("lvt.stages.train_transformer")
@@ -51,7 +46,8 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                                train_settings["batch_size"], device, acceleration)
         log.info("held-out bits per code every %d steps on %d clips of %s", held_out.every,
                  len(held_out.videos), args.held_out_codes)
-        train_and_publish(args, task, LoopSettings.from_settings(train_settings),
+        files = RunFiles(args.state_dir, args.model, args.metrics)
+        train_and_publish(files, task, LoopSettings.from_settings(train_settings),
                           fingerprint(settings, args.codes, args.held_out_codes), "transformer",
                           config, model,
                           {"codes": str(args.codes),

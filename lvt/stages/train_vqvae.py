@@ -10,15 +10,10 @@ import torch
 
 from lvt.data.dataset import VideoArrays
 from lvt.models.vqvae import VQVAE, VQVAEConfig
-from lvt.stages.common import run_stage
-from lvt.stages.train_common import (
-    fingerprint,
-    train_and_publish,
-    training_parser,
-    training_processes,
-)
+from lvt.stages.common import run_stage, training_parser
 from lvt.training.acceleration import Acceleration
 from lvt.training.loop import LoopSettings
+from lvt.training.run import RunFiles, fingerprint, train_and_publish, training_processes
 from lvt.training.vqvae import VQVAETraining
 
 log = logging.getLogger("lvt.stages.train_vqvae")
@@ -39,7 +34,8 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                              tuple(train_settings["betas"]), train_settings["seed"], distributed,
                              Acceleration.from_settings(train_settings, device),
                              fused_adam=train_settings["fused_adam"] and device.type == "cuda")
-        train_and_publish(args, task, LoopSettings.from_settings(train_settings),
+        files = RunFiles(args.state_dir, args.model, args.metrics)
+        train_and_publish(files, task, LoopSettings.from_settings(train_settings),
                           fingerprint(settings, args.dataset), "vqvae", config, model,
                           {"dataset": str(args.dataset)}, distributed)
 

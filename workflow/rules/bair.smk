@@ -23,20 +23,20 @@ if config["source"]["kind"] == "bair":
         """Fetch the tarball on the submit host (compute nodes often lack internet); resumable."""
         output:
             tar=f"{BAIR}/bair_robot_pushing_dataset_v0.tar",
-        params:
-            # a function, so that braces in the URL are not taken for wildcards
-            settings=lambda wildcards: BAIR_SETTINGS,
         log:
             f"results/{RUN}/logs/bair/download.log",
         benchmark:
             f"results/{RUN}/benchmarks/bair/download.tsv"
-        threads: 1
-        resources:
-            mem_mb=500,
         retries: 3
         localrule: True
         conda:
             ENV
+        threads: 1
+        resources:
+            mem_mb=500,
+        params:
+            # a function, so that braces in the URL are not taken for wildcards
+            settings=lambda wildcards: BAIR_SETTINGS,
         shell:
             "python -m lvt.stages.bair_download --settings {params.settings:q}"
             " --out {output.tar:q} > {log:q} 2>&1"
@@ -51,11 +51,11 @@ if config["source"]["kind"] == "bair":
             f"results/{RUN}/logs/bair/extract.log",
         benchmark:
             f"results/{RUN}/benchmarks/bair/extract.tsv"
+        conda:
+            ENV
         threads: 1
         resources:
             mem_mb=500,
-        conda:
-            ENV
         shell:
             "python -m lvt.stages.bair_extract --tar {input.tar:q}"
             " --out-dir {output.tfrecords:q} > {log:q} 2>&1"
@@ -66,17 +66,17 @@ if config["source"]["kind"] == "bair":
             tfrecord=f"{BAIR}/softmotion30_44k/{{split}}/{{record}}.tfrecords",
         output:
             shard=temp(f"results/{RUN}/bair/{{split}}/{{record}}.h5"),
-        wildcard_constraints:
-            record="[^/]+",
         log:
             f"results/{RUN}/logs/bair/convert/{{split}}/{{record}}.log",
         benchmark:
             f"results/{RUN}/benchmarks/bair/convert/{{split}}/{{record}}.tsv"
+        wildcard_constraints:
+            record="[^/]+",
+        conda:
+            ENV
         threads: 1
         resources:
             mem_mb=1000,
-        conda:
-            ENV
         shell:
             "python -m lvt.stages.bair_convert --tfrecord {input.tfrecord:q}"
             " --out {output.shard:q} > {log:q} 2>&1"
@@ -98,11 +98,11 @@ if config["source"]["kind"] == "bair":
             f"results/{RUN}/logs/bair/pack/{{split}}.log",
         benchmark:
             f"results/{RUN}/benchmarks/bair/pack/{{split}}.tsv"
+        conda:
+            ENV
         threads: 1
         resources:
             mem_mb=1000,
-        conda:
-            ENV
         shell:
             "python -m lvt.stages.bair_pack --shards {input.shards:q} --split {wildcards.split:q}"
             " --out {output.dataset:q} --manifest {output.manifest:q} > {log:q} 2>&1"

@@ -1,8 +1,14 @@
-# Configuration check and the helpers the rule modules share. The config is validated with
-# workflow/schemas/config.schema.yaml (through lvt.config, which the stage modules use too) before
-# any job runs; schema defaults fill every missing key.
+# Configuration check and the helpers the Snakefile and the rule modules share. The config is
+# validated with workflow/schemas/config.schema.yaml (through lvt.config, which the stage modules
+# use too) before any job runs; schema defaults fill every missing key.
+
+import snakemake.io
+from snakemake.logging import logger
 
 import lvt.config
+import lvt.data.sources
+import lvt.errors
+import lvt.run_summary
 
 config.update(lvt.config.validate(config))
 
@@ -70,9 +76,7 @@ def fvd_sample_shards(wildcards):
 
 def score_files():
     """Every score file the evaluation writes; the report's table shows them all."""
-    return [
-        f"results/{RUN}/evaluation/{name}.json" for name in ("metrics", "fvd", "frame_scores")
-    ]
+    return [f"results/{RUN}/evaluation/{name}.json" for name in ("metrics", "fvd", "frame_scores")]
 
 
 def final_outputs():
@@ -84,3 +88,38 @@ def final_outputs():
         rules.report_frame_scores.output.per_step,
         *rules.report_samples.output,
     ]
+
+
+def print_run_summary():
+    """Show the run's warnings (skipped and failed videos, mixed frame rates) on the console at
+    its end, where they are seen; the stages log them only into their job logs."""
+    summary = lvt.run_summary.run_summary(f"results/{RUN}")
+    if summary:
+        logger.warning(summary)
+
+
+def tracked_path(path):
+    """`path`, or if Snakemake would read `{name}` in it as a wildcard, the nearest folder
+    above it without one: that folder's time stamp changes when files are added or removed
+    directly in it, though not when one of them is edited in place."""
+    while snakemake.io.contains_wildcard(path):
+        path = path.parent
+    return str(path)
+
+
+def local_videos(wildcards):
+    """The files the scan of source.kind local considers, so that adding, removing or changing
+    one re-runs it.
+
+    Snakemake re-runs a job whose set of input files changed, or one of whose inputs is newer
+    than its output and (for small files, whose checksum it keeps) has other contents. An
+    unset path lists nothing: the scan itself says that it is needed.
+    """
+    folder = config["source"]["local"]["path"]
+    if not folder:
+        return []
+    try:
+        videos = lvt.data.sources.video_files(folder)
+    except lvt.errors.InputError as error:
+        raise lvt.config.ConfigError(f"config key source.local.path: {error}") from error
+    return sorted({tracked_path(path) for path in videos})

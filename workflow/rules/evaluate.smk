@@ -9,18 +9,18 @@ rule evaluate:
         dataset=TEST_DATASET,
     output:
         metrics=f"results/{RUN}/evaluation/metrics.json",
-    params:
-        settings=settings("evaluate", "transformer"),
     log:
         f"results/{RUN}/logs/evaluate.log",
     benchmark:
         f"results/{RUN}/benchmarks/evaluate.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
         gpu=1,
-    conda:
-        ENV
+    params:
+        settings=settings("evaluate", "transformer"),
     shell:
         "python -m lvt.stages.evaluate --settings {params.settings:q} --vqvae {input.vqvae:q}"
         " --transformer {input.transformer:q} --codes {input.codes:q} --dataset {input.dataset:q}"
@@ -38,19 +38,19 @@ rule fvd:
         samples=fvd_sample_shards,
     output:
         scores=f"results/{RUN}/evaluation/fvd.json",
-    params:
-        stage="lvt.stages.fvd",
-        settings=settings("fvd", "evaluate"),
     log:
         f"results/{RUN}/logs/fvd.log",
     benchmark:
         f"results/{RUN}/benchmarks/fvd.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=16000,
         gpu=1,
-    conda:
-        ENV
+    params:
+        stage="lvt.stages.fvd",
+        settings=settings("fvd", "evaluate"),
     shell:
         "python -m {params.stage:q} --settings {params.settings:q} --vqvae {input.vqvae:q}"
         " --transformer {input.transformer:q} --codes {input.codes:q} --dataset {input.dataset:q}"
@@ -61,9 +61,9 @@ use rule fvd as frame_scores with:
     """PSNR and SSIM of the predicted frames per time step: best of K samples and their mean."""
     output:
         scores=f"results/{RUN}/evaluation/frame_scores.json",
-    params:
-        stage="lvt.stages.frame_scores",
     log:
         f"results/{RUN}/logs/frame_scores.log",
     benchmark:
         f"results/{RUN}/benchmarks/frame_scores.tsv"
+    params:
+        stage="lvt.stages.frame_scores",

@@ -27,19 +27,19 @@ if config["source"]["kind"] == "kinetics600":
             csv=lambda wildcards: config["source"]["kinetics600"][f"{wildcards.split}_csv"],
         output:
             outcomes=f"results/{RUN}/sources/kinetics600/{{split}}/shard{{shard}}.tsv",
-        params:
-            settings=settings("source"),
         log:
             f"results/{RUN}/logs/kinetics_download/{{split}}-{{shard}}.log",
         benchmark:
             f"results/{RUN}/benchmarks/kinetics_download/{{split}}-{{shard}}.tsv"
-        threads: 1
-        resources:
-            mem_mb=1000,
         retries: 1
         localrule: True
         conda:
             ENV
+        threads: 1
+        resources:
+            mem_mb=1000,
+        params:
+            settings=settings("source"),
         shell:
             "python -m lvt.stages.kinetics_download --settings {params.settings:q}"
             " --split {wildcards.split:q} --shard {wildcards.shard:q} --out {output.outcomes:q}"
@@ -53,17 +53,17 @@ if config["source"]["kind"] == "kinetics600":
             csvs=[config["source"]["kinetics600"][f"{split}_csv"] for split in SPLITS],
         output:
             manifest=f"results/{RUN}/sources/manifest.tsv",
-        params:
-            settings=settings("source"),
         log:
             f"results/{RUN}/logs/kinetics_manifest.log",
         benchmark:
             f"results/{RUN}/benchmarks/kinetics_manifest.tsv"
+        conda:
+            ENV
         threads: 1
         resources:
             mem_mb=1000,
-        conda:
-            ENV
+        params:
+            settings=settings("source"),
         shell:
             "python -m lvt.stages.kinetics_manifest --settings {params.settings:q}"
             " --train-outcomes {input.train:q} --test-outcomes {input.test:q}"

@@ -28,17 +28,17 @@ if config["source"]["kind"] != "bair":
             manifest=f"results/{RUN}/sources/manifest.tsv",
         output:
             clips=temp(directory(f"results/{RUN}/clips/{{split}}/shard{{shard}}")),
-        params:
-            settings=settings("source", "preprocess"),
         log:
             f"results/{RUN}/logs/trim/{{split}}-{{shard}}.log",
         benchmark:
             f"results/{RUN}/benchmarks/trim/{{split}}-{{shard}}.tsv"
+        conda:
+            ENV
         threads: 1
         resources:
             mem_mb=1000,
-        conda:
-            ENV
+        params:
+            settings=settings("source", "preprocess"),
         shell:
             "python -m lvt.stages.trim --settings {params.settings:q} --manifest {input.manifest:q}"
             " --split {wildcards.split:q} --shard {wildcards.shard:q} --out-dir {output.clips:q}"
@@ -50,17 +50,17 @@ if config["source"]["kind"] != "bair":
             clips=f"results/{RUN}/clips/{{split}}/shard{{shard}}",
         output:
             frames=temp(f"results/{RUN}/frames/{{split}}/shard{{shard}}.h5"),
-        params:
-            settings=settings("source", "preprocess"),
         log:
             f"results/{RUN}/logs/frames/{{split}}-{{shard}}.log",
         benchmark:
             f"results/{RUN}/benchmarks/frames/{{split}}-{{shard}}.tsv"
+        conda:
+            ENV
         threads: 1
         resources:
             mem_mb=2000,
-        conda:
-            ENV
+        params:
+            settings=settings("source", "preprocess"),
         shell:
             "python -m lvt.stages.frames --settings {params.settings:q} --clips {input.clips:q}"
             " --out {output.frames:q} > {log:q} 2>&1"
@@ -72,17 +72,17 @@ if config["source"]["kind"] != "bair":
         output:
             dataset=f"results/{RUN}/data/{{split}}.h5",
             manifest=f"results/{RUN}/data/{{split}}.tsv",
-        params:
-            settings=settings("source", "preprocess"),
         log:
             f"results/{RUN}/logs/crop/{{split}}.log",
         benchmark:
             f"results/{RUN}/benchmarks/crop/{{split}}.tsv"
+        conda:
+            ENV
         threads: 1
         resources:
             mem_mb=2000,
-        conda:
-            ENV
+        params:
+            settings=settings("source", "preprocess"),
         shell:
             "python -m lvt.stages.crop --settings {params.settings:q} --frames {input.frames:q}"
             " --out {output.dataset:q} --manifest {output.manifest:q} > {log:q} 2>&1"

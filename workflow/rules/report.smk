@@ -1,6 +1,7 @@
 # What `snakemake --report report.html` shows: training curves, every score, the sample videos.
 # Each figure or page is the output of a rule here, so the stages before need no change.
 
+
 report: "../report/workflow.rst"
 
 
@@ -38,17 +39,17 @@ rule report_curves:
             subcategory="Transformer",
             labels={"curve": "bits per code"},
         ),
-    params:
-        out_dir=lambda wildcards, output: os.path.dirname(output.vqvae_loss),
     log:
         f"results/{RUN}/logs/report_curves.log",
     benchmark:
         f"results/{RUN}/benchmarks/report_curves.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        ENV
+    params:
+        out_dir=lambda wildcards, output: os.path.dirname(output.vqvae_loss),
     shell:
         "python -m lvt.stages.report_curves --vqvae-metrics {input.vqvae:q}"
         " --transformer-metrics {input.transformer:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
@@ -69,11 +70,11 @@ rule report_scores:
         f"results/{RUN}/logs/report_scores.log",
     benchmark:
         f"results/{RUN}/benchmarks/report_scores.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        ENV
     shell:
         "python -m lvt.stages.report_scores --scores {input.scores:q} --out {output.table:q}"
         " > {log:q} 2>&1"
@@ -95,11 +96,11 @@ rule report_frame_scores:
         f"results/{RUN}/logs/report_frame_scores.log",
     benchmark:
         f"results/{RUN}/benchmarks/report_frame_scores.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        ENV
     shell:
         "python -m lvt.stages.report_frame_scores --frame-scores {input.frame_scores:q}"
         " --out {output.per_step:q} > {log:q} 2>&1"
@@ -107,7 +108,8 @@ rule report_frame_scores:
 
 rule report_samples:
     """A page per sampled test video, the real clip beside each sample as GIFs; the contact sheets
-    (frames in rows: the real clip, then each sample) of each video and of the first ones."""
+    (frames in rows: the real clip, then each sample) of each video and of the first ones.
+    """
     input:
         samples=f"results/{RUN}/samples",
     output:
@@ -138,11 +140,11 @@ rule report_samples:
         f"results/{RUN}/logs/report_samples.log",
     benchmark:
         f"results/{RUN}/benchmarks/report_samples.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
-    conda:
-        ENV
     shell:
         "python -m lvt.stages.report_samples --samples {input.samples:q}"
         " --out-dir {output.pages:q} --sheets-dir {output.sheets:q}"

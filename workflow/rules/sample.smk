@@ -8,18 +8,18 @@ rule sample:
         dataset=TEST_DATASET,
     output:
         samples=directory(f"results/{RUN}/samples"),
-    params:
-        settings=settings("sample"),
     log:
         f"results/{RUN}/logs/sample.log",
     benchmark:
         f"results/{RUN}/benchmarks/sample.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
         gpu=1,
-    conda:
-        ENV
+    params:
+        settings=settings("sample"),
     shell:
         "python -m lvt.stages.sample --settings {params.settings:q} --vqvae {input.vqvae:q}"
         " --transformer {input.transformer:q} --codes {input.codes:q} --dataset {input.dataset:q}"
@@ -39,18 +39,18 @@ rule fvd_sample_shard:
         **MODELS_AND_TEST_CODES,
     output:
         samples=f"results/{RUN}/evaluation/samples/shard{{shard}}.h5",
-    params:
-        settings=settings("fvd"),
     log:
         f"results/{RUN}/logs/fvd_sample/shard{{shard}}.log",
     benchmark:
         f"results/{RUN}/benchmarks/fvd_sample/shard{{shard}}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
         gpu=1,
-    conda:
-        ENV
+    params:
+        settings=settings("fvd"),
     shell:
         "python -m lvt.stages.fvd_sample --settings {params.settings:q} --vqvae {input.vqvae:q}"
         " --transformer {input.transformer:q} --codes {input.codes:q} --shard {wildcards.shard:q}"

@@ -8,20 +8,20 @@ rule train_vqvae:
     output:
         model=f"results/{RUN}/vqvae/model.pt",
         metrics=f"results/{RUN}/vqvae/metrics.csv",
-    params:
-        settings=settings("vqvae", "preprocess"),
-        state=f"results/{RUN}/train_state/vqvae",
-        launcher=launcher,
     log:
         f"results/{RUN}/logs/train_vqvae.log",
     benchmark:
         f"results/{RUN}/benchmarks/train_vqvae.tsv"
+    conda:
+        ENV
     threads: 4
     resources:
         mem_mb=8000,
         gpu=1,
-    conda:
-        ENV
+    params:
+        settings=settings("vqvae", "preprocess"),
+        state=f"results/{RUN}/train_state/vqvae",
+        launcher=launcher,
     shell:
         "{params.launcher} -m lvt.stages.train_vqvae --settings {params.settings:q}"
         " --dataset {input.dataset:q} --state-dir {params.state:q} --threads {threads}"
@@ -46,12 +46,12 @@ rule extract_codes_split:
         f"results/{RUN}/logs/extract_codes/{{split}}.log",
     benchmark:
         f"results/{RUN}/benchmarks/extract_codes/{{split}}.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=4000,
         gpu=1,
-    conda:
-        ENV
     shell:
         "python -m lvt.stages.extract_codes --model {input.model:q} --dataset {input.dataset:q}"
         " --threads {threads} --out {output.codes:q} > {log:q} 2>&1"

@@ -1,9 +1,8 @@
-"""What the protocol's stages share (fvd_sample, fvd, frame_scores): the protocol read from the
-`fvd` config section, and the scoring stages' arguments and inputs."""
+"""What the evaluation protocol's stages share (fvd_sample, fvd, frame_scores): the protocol read
+from the `fvd` config section, and the inputs that FVD and the frame scores are computed from."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from lvt.evaluation import (
     real_clips,
 )
 from lvt.generate import TrainedModels, load_trained_models
-from lvt.stages.common import StageParser, add_model_inputs, add_threads_option, select_device
 
 
 def protocol_from_settings(options: dict[str, Any], codes: VideoArrays) -> Protocol:
@@ -42,6 +40,18 @@ def protocol_from_settings(options: dict[str, Any], codes: VideoArrays) -> Proto
 
 
 @dataclass(frozen=True)
+class ScoringFiles:
+    """The files a scoring stage reads: both models, the test split's codes and frames, and
+    every shard of the protocol's samples."""
+
+    vqvae: Path
+    transformer: Path
+    codes: Path
+    dataset: Path
+    samples: Sequence[Path]
+
+
+@dataclass(frozen=True)
 class ScoringInputs:
     """What the scoring stages share: the device, both models, the test split, the protocol's
     samples gathered from every shard, and the four kinds of clip they score, in batches of
@@ -54,6 +64,18 @@ class ScoringInputs:
     protocol: Protocol
     samples: ProtocolSamples
     batch_size: int
+
+    @classmethod
+    def load(
+        cls, files: ScoringFiles, settings: dict[str, Any], device: torch.device
+    ) -> ScoringInputs:
+        """Load `files` onto `device`, under the `fvd` and `evaluate` sections of `settings`."""
+        models = load_trained_models(files.vqvae, files.transformer, device)
+        codes = VideoArrays(files.codes, "codes")
+        protocol = protocol_from_settings(settings["fvd"], codes)
+        return cls(device, models, codes, VideoArrays(files.dataset, "frames"), protocol,
+                   read_protocol_samples(list(files.samples), protocol),
+                   settings["evaluate"]["i3d_batch_size"])
 
     def real_clips(self, videos: Sequence[int] | np.ndarray) -> Iterator[np.ndarray]:
         """The protocol's first frames of these test videos, as they are."""
@@ -73,24 +95,3 @@ class ScoringInputs:
     def generated_clips(self) -> Iterator[np.ndarray]:
         """The protocol's sampled clips, decoded by the VQ-VAE."""
         return decoded_clips(self.models.vqvae, self.samples.codes, self.device, self.batch_size)
-
-
-def scoring_inputs(args: argparse.Namespace, settings: dict[str, Any]) -> ScoringInputs:
-    """Load the inputs named by `add_scoring_arguments` under the `fvd` and `evaluate` sections
-    of `settings`."""
-    device = select_device("auto", args.threads)
-    models = load_trained_models(args.vqvae, args.transformer, device)
-    codes = VideoArrays(args.codes, "codes")
-    protocol = protocol_from_settings(settings["fvd"], codes)
-    return ScoringInputs(device, models, codes, VideoArrays(args.dataset, "frames"), protocol,
-                         read_protocol_samples(args.samples, protocol),
-                         settings["evaluate"]["i3d_batch_size"])
-
-
-def add_scoring_arguments(parser: StageParser) -> None:
-    """The scoring stages' inputs and output: models, test split, sample shards, JSON."""
-    add_model_inputs(parser)
-    parser.add_argument("--samples", type=Path, nargs="+", required=True,
-                        help="every shard of the fvd_sample stage")
-    parser.add_output("--out", help="scores (JSON)")
-    add_threads_option(parser)

@@ -1,8 +1,8 @@
-"""What the two training stages share: their arguments, processes, run fingerprint, outputs."""
+"""One training run, as both training stages make it: its processes, its fingerprint, training,
+and publishing the trained model and its metrics."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,19 @@ import torch
 from lvt.atomic import atomic_path
 from lvt.checkpoints import save_model
 from lvt.config import ConfigError
-from lvt.stages.common import StageParser, add_threads_option, select_device, stage_parser
+from lvt.devices import select_device
 from lvt.training.acceleration import set_tf32
 from lvt.training.distributed import Distributed, process_group
 from lvt.training.loop import HeldOut, LoopSettings, TrainingTask, train
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a run keeps its resumable checkpoints, and the model and metrics it publishes."""
+
+    state_dir: Path
+    model: Path
+    metrics: Path
 
 
 def fingerprint(settings: dict[str, Any], *inputs: Path) -> str:
@@ -40,17 +50,6 @@ def publish(source: Path, target: Path) -> None:
     """Copy `source` to a declared output atomically."""
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-
-
-def training_parser(description: str, data_option: str, data_help: str) -> StageParser:
-    """The arguments both training stages take: their data, state folder and outputs."""
-    parser = stage_parser(description)
-    parser.add_argument(data_option, type=Path, required=True, help=data_help)
-    parser.add_output("--state-dir", help="resumable checkpoints (kept outside the rule's outputs)")
-    parser.add_output("--model", help="trained model file")
-    parser.add_output("--metrics", help="metrics CSV")
-    add_threads_option(parser)
-    return parser
 
 
 @contextmanager
@@ -78,7 +77,7 @@ def training_processes(
 
 
 def train_and_publish(
-    args: argparse.Namespace,
+    files: RunFiles,
     task: TrainingTask,
     loop: LoopSettings,
     run_fingerprint: str,
@@ -89,12 +88,12 @@ def train_and_publish(
     distributed: Distributed,
     held_out: HeldOut | None = None,
 ) -> None:
-    """Train (resuming from --state-dir), logging `held_out` as `train` does, then write --model
-    and --metrics atomically (rank 0)."""
-    log = logging.getLogger(f"lvt.stages.train_{kind}")
-    metrics = train(task, loop, args.state_dir, run_fingerprint, log, distributed, held_out)
+    """Train (resuming from `files.state_dir`), logging `held_out` as `train` does, then write
+    the model and metrics files atomically (rank 0)."""
+    log = logging.getLogger(f"lvt.training.{kind}")
+    metrics = train(task, loop, files.state_dir, run_fingerprint, log, distributed, held_out)
     if distributed.is_main:
-        digest = save_model(args.model, kind, config, model,
+        digest = save_model(files.model, kind, config, model,
                             extra={"steps": loop.steps, **provenance})
-        publish(metrics, args.metrics)
-        log.info("wrote %s (sha256 %s)", args.model, digest)
+        publish(metrics, files.metrics)
+        log.info("wrote %s (sha256 %s)", files.model, digest)
