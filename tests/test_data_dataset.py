@@ -54,6 +54,10 @@ def test_round_trip(written, videos):
     assert np.array_equal(arrays.clip(2, 3, 4), videos["video-2@0-1s"][3:7])
     assert np.array_equal(arrays.items([12, 0, 5, 0]), everything[[12, 0, 5, 0]])
     assert np.array_equal(arrays.items(np.arange(4, 9)), everything[4:9])
+    # runs and scattered indices, out of order and repeated, read as slices
+    mixed = [11, 3, 4, 5, 12, 0, 4, 9, 8, 7]
+    assert np.array_equal(arrays.items(mixed), everything[mixed])
+    assert arrays.items([]).shape == (0, 8, 8, 3)
     with pytest.raises(IndexError):
         arrays.clip(0, 2, 4)
     with pytest.raises(IndexError):
