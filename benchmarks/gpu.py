@@ -79,7 +79,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_model import ReferenceVideoTransformer, ReferenceVQVAE  # noqa: E402
 from sampling import synchronize, time_encoder, time_positions  # noqa: E402
-from train import cpu_name, images_batch, memory_status, transformer_batch  # noqa: E402
+from train import (  # noqa: E402
+    cpu_name,
+    images_batch,
+    memory_status,
+    optimisation_step,
+    transformer_batch,
+)
 
 from lvt.atomic import write_json  # noqa: E402
 from lvt.checkpoints import read_payload  # noqa: E402
@@ -455,16 +461,21 @@ def check_logits(run: Run) -> dict[str, dict[str, Any]]:
         compared_with_itself=not run.cuda)}
 
 
-def check_bf16(run: Run) -> dict[str, dict[str, Any]]:
-    """One training step's loss in fp32 and under bf16 autocast, from the same weights."""
+def training_cases(run: Run) -> dict[str, tuple[Callable[[], nn.Module], Callable[[], Tensor]]]:
+    """Per model to check, a maker of it and the loss of one fixed training batch."""
     sizes, device = run.sizes, run.device
-    cases = {
+    return {
         "transformer": (lambda: VideoTransformer(sizes.transformer),
                         transformer_loss(sizes.transformer, sizes.check_batch, device)),
         "vqvae": (lambda: VQVAE(sizes.vqvae), vqvae_loss(sizes.vqvae_check_batch, device)),
     }
+
+
+def check_bf16(run: Run) -> dict[str, dict[str, Any]]:
+    """One training step's loss in fp32 and under bf16 autocast, from the same weights."""
+    device = run.device
     results = {}
-    for name, (make, loss) in cases.items():
+    for name, (make, loss) in training_cases(run).items():
         model = seeded(make).to(device).train()
         values, nonfinite = [], 0
         for autocast in (PLAIN, Acceleration(torch.bfloat16)):  # copies: the VQ-VAE's EMA moves
@@ -621,14 +632,9 @@ def check_process_group(run: Run) -> dict[str, dict[str, Any]]:
 
 def check_compile(run: Run) -> dict[str, dict[str, Any]]:
     """One training step's loss eager and compiled (fp32), from the same weights."""
-    sizes, device = run.sizes, run.device
-    cases = {
-        "transformer": (lambda: VideoTransformer(sizes.transformer),
-                        transformer_loss(sizes.transformer, sizes.check_batch, device)),
-        "vqvae": (lambda: VQVAE(sizes.vqvae), vqvae_loss(sizes.vqvae_check_batch, device)),
-    }
+    device = run.device
     results = {}
-    for name, (make, loss) in cases.items():
+    for name, (make, loss) in training_cases(run).items():
         model = seeded(make).to(device).train()
         eager, _ = loss_and_gradients(copy.deepcopy(model), loss, contextlib.nullcontext())
         compiled = prepare(copy.deepcopy(model), Acceleration(compile=True), run.compile_backend)
@@ -683,23 +689,6 @@ def part_checks(run: Run, clock: Clock) -> None:
 
 # ------------------------------------------------------------------------------------------
 # Parts 2 and 3: training steps
-
-
-def optimisation_step(loss: Callable[[], Tensor], optimizers: Sequence[torch.optim.Optimizer],
-                      autocast: contextlib.AbstractContextManager) -> Callable[[], float]:
-    """One training step as the tasks take it: forward under autocast, backward, update."""
-
-    def step() -> float:
-        with autocast:
-            value = loss()
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        return value.item()
-
-    return step
 
 
 def model_step(run: Run, kind: str, reference: bool, batch: int,

@@ -28,7 +28,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -140,6 +140,14 @@ def build_step(model_name: str, variant: str, batch: int, device: torch.device,
         def loss() -> torch.Tensor:
             output = forward(images)
             return output.loss if ours else output
+
+    return optimisation_step(loss, optimizers, autocast)
+
+
+def optimisation_step(loss: Callable[[], torch.Tensor],
+                      optimizers: Sequence[torch.optim.Optimizer],
+                      autocast: contextlib.AbstractContextManager) -> Callable[[], float]:
+    """One training step as the tasks take it: forward under autocast, backward, update."""
 
     def step() -> float:
         with autocast:
