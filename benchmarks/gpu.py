@@ -91,19 +91,18 @@ from lvt.atomic import write_json  # noqa: E402
 from lvt.checkpoints import read_payload  # noqa: E402
 from lvt.data.dataset import VideoArrays, VideoArraysWriter  # noqa: E402
 from lvt.devices import available_cpus  # noqa: E402
-from lvt.fast_sampling import sample_codes_fast  # noqa: E402
 from lvt.fvd import I3D, i3d_embeddings  # noqa: E402
-from lvt.generate import encode_frames  # noqa: E402
 from lvt.images import frames_to_images  # noqa: E402
+from lvt.inference import encode_frames  # noqa: E402
 from lvt.models import transformer as vt  # noqa: E402
 from lvt.models import vqvae  # noqa: E402
 from lvt.models.transformer import (  # noqa: E402
     BlockLocalAttention,
+    LatentVideoTransformer,
     TransformerConfig,
-    VideoTransformer,
 )
 from lvt.models.vqvae import VQVAE, VQVAEConfig  # noqa: E402
-from lvt.sampling import sample_codes, sampling_plan  # noqa: E402
+from lvt.sampling import sample_codes, sample_codes_fast, sampling_plan  # noqa: E402
 from lvt.stages.extract_codes import BATCH_FRAMES  # noqa: E402
 from lvt.training.acceleration import PLAIN, Acceleration, set_tf32  # noqa: E402
 from lvt.training.distributed import Distributed  # noqa: E402
@@ -408,7 +407,7 @@ def check_samplers(run: Run) -> dict[str, dict[str, Any]]:
     for name, (kernel, stride, block) in SAMPLER_VARIANTS.items():
         config = TransformerConfig(**run.sizes.sampler_model, kernel=kernel, stride=stride,
                                    encoder_block=block, decoder_block=block)
-        model = seeded(lambda config=config: VideoTransformer(config)).eval()
+        model = seeded(lambda config=config: LatentVideoTransformer(config)).eval()
         with torch.no_grad():  # biases and relative tables non-zero, as after training
             for parameter in model.parameters():
                 parameter.add_(0.3 * torch.randn_like(parameter))
@@ -430,7 +429,7 @@ def check_samplers(run: Run) -> dict[str, dict[str, Any]]:
     return results
 
 
-def recorded_logits(model: VideoTransformer) -> list[Tensor]:
+def recorded_logits(model: LatentVideoTransformer) -> list[Tensor]:
     """Make the model's channel predictor append every codebook's logits to the returned list
     (the samplers draw each codebook from one such call)."""
     calls: list[Tensor] = []
@@ -449,7 +448,7 @@ def recorded_logits(model: VideoTransformer) -> list[Tensor]:
 def check_logits(run: Run) -> dict[str, dict[str, Any]]:
     """Teacher-forced logits of the same model and batch on the CPU and on the device."""
     config = run.sizes.transformer
-    model = seeded(lambda: VideoTransformer(config)).eval()
+    model = seeded(lambda: LatentVideoTransformer(config)).eval()
     logits = []
     with torch.no_grad():
         for device in (torch.device("cpu"), run.device):
@@ -465,7 +464,7 @@ def training_cases(run: Run) -> dict[str, tuple[Callable[[], nn.Module], Callabl
     """Per model to check, a maker of it and the loss of one fixed training batch."""
     sizes, device = run.sizes, run.device
     return {
-        "transformer": (lambda: VideoTransformer(sizes.transformer),
+        "transformer": (lambda: LatentVideoTransformer(sizes.transformer),
                         transformer_loss(sizes.transformer, sizes.check_batch, device)),
         "vqvae": (lambda: VQVAE(sizes.vqvae), vqvae_loss(sizes.vqvae_check_batch, device)),
     }
@@ -544,7 +543,7 @@ def resume_task(run: Run, kind: str, device: torch.device) -> TransformerTrainin
     acceleration = Acceleration.from_settings({"precision": "auto", "compile": False}, device)
     torch.manual_seed(0)
     if kind == "transformer":
-        model = VideoTransformer(run.sizes.resume_transformer)
+        model = LatentVideoTransformer(run.sizes.resume_transformer)
         return TransformerTraining(model, run.data["codes"], CLIP_FRAMES, N_PRIME,
                                    run.sizes.resume_batch, vt.optimizer(model), seed=1,
                                    distributed=distributed, acceleration=acceleration)
@@ -698,7 +697,7 @@ def model_step(run: Run, kind: str, reference: bool, batch: int,
     device = run.device
     if kind == "transformer":
         config = run.sizes.transformer
-        model = seeded(lambda: (ReferenceVideoTransformer if reference else VideoTransformer)(
+        model = seeded(lambda: (ReferenceVideoTransformer if reference else LatentVideoTransformer)(
             config)).to(device).train()
         optimizers: list[torch.optim.Optimizer] = [vt.optimizer(model)]
         loss = transformer_loss(config, batch, device)
@@ -815,7 +814,7 @@ def part_transformer_training(run: Run, clock: Clock) -> None:
     tasks: list[TransformerTraining] = []
 
     def pipeline_step() -> Callable[[], Any]:
-        model = seeded(lambda: VideoTransformer(config))
+        model = seeded(lambda: LatentVideoTransformer(config))
         acceleration = Acceleration.from_settings({"precision": "auto", "compile": False},
                                                   run.device)
         tasks[:] = [TransformerTraining(
@@ -896,7 +895,7 @@ def part_sampling(run: Run, clock: Clock) -> None:
     run.report["timings"]["sampling"] = {
         "rows": rows, "positions_per_video": positions, "encoder_calls_per_video": len(plan),
         "note": f"{run.sizes.sampling_positions} positions of slice 1 timed after 2, projected"}
-    model = seeded(lambda: VideoTransformer(config)).to(run.device).eval()
+    model = seeded(lambda: LatentVideoTransformer(config)).to(run.device).eval()
     for batch in run.sizes.sampling_batches:  # the stages' default precision: fp32, no TF32
         clock.check()
         free_memory(run.device)

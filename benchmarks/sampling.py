@@ -22,9 +22,8 @@ from collections.abc import Callable
 
 import torch
 
-from lvt.fast_sampling import sample_codes_fast
-from lvt.models.transformer import TransformerConfig, VideoTransformer, count_parameters
-from lvt.sampling import encode_slice, sample_codes, sampling_plan
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig, count_parameters
+from lvt.sampling import encode_slice, sample_codes, sample_codes_fast, sampling_plan
 
 FRAMES, SIZE, N_PRIME = 16, 16, 1
 Sampler = Callable[..., torch.Tensor]
@@ -53,7 +52,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_positions(
-    sampler: Sampler, model: VideoTransformer, video: torch.Tensor, warmup: int, count: int | None
+    sampler: Sampler,
+    model: LatentVideoTransformer,
+    video: torch.Tensor,
+    warmup: int,
+    count: int | None,
 ) -> tuple[float, int]:
     """Seconds for `count` sampled positions after `warmup` ones (None: the whole video after
     the warm-up), measured between progress calls so that no encoder call falls inside."""
@@ -73,7 +76,7 @@ def time_positions(
     return end - begin, stop - start
 
 
-def time_encoder(model: VideoTransformer, video: torch.Tensor, repeats: int = 3) -> float:
+def time_encoder(model: LatentVideoTransformer, video: torch.Tensor, repeats: int = 3) -> float:
     """Seconds per encoder call (slice 1, after one warm-up call)."""
     encode_slice(model, video, 1, (1, 0, 0))
     synchronize(video.device)
@@ -84,13 +87,13 @@ def time_encoder(model: VideoTransformer, video: torch.Tensor, repeats: int = 3)
     return (time.perf_counter() - begin) / repeats
 
 
-def time_whole_video(model: VideoTransformer, video: torch.Tensor) -> float:
+def time_whole_video(model: LatentVideoTransformer, video: torch.Tensor) -> float:
     begin = time.perf_counter()
     sample_codes_fast(model, video, N_PRIME, generator=torch.Generator().manual_seed(0))
     return time.perf_counter() - begin
 
 
-def weights_per_position(model: VideoTransformer) -> int:
+def weights_per_position(model: LatentVideoTransformer) -> int:
     """Bytes of the parameters the fast sampler reads for every position."""
     modules = [model.decoder.causal_conv, model.decoder.layers, model.predictor]
     return 4 * sum(count_parameters(module) for module in modules)
@@ -134,7 +137,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = TransformerConfig()
-    model = VideoTransformer(config).eval()
+    model = LatentVideoTransformer(config).eval()
     plan = sampling_plan(config, (FRAMES, SIZE, SIZE), N_PRIME)
     positions = sum(len(p) for _, _, p in plan)
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "

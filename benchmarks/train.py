@@ -40,6 +40,7 @@ from reference_model import ReferenceVideoTransformer, ReferenceVQVAE  # noqa: E
 from lvt.models import transformer as vt  # noqa: E402
 from lvt.models import vqvae  # noqa: E402
 from lvt.original import import_transformer, import_vqvae  # noqa: E402
+from lvt.training.transformer import random_slices, training_batch  # noqa: E402
 
 FRAMES, SIZE, N_PRIME = 16, 64, 1
 LOSS_TOLERANCE = 1e-4
@@ -68,8 +69,8 @@ def transformer_batch(config: vt.TransformerConfig, batch: int, seed: int):
     generator = torch.Generator().manual_seed(seed)
     clips = torch.randint(config.codebook_size, (batch, config.codebooks, FRAMES, 16, 16),
                           generator=generator)
-    slices = vt.random_slices(batch, config.stride, N_PRIME, generator, frames=FRAMES)
-    return vt.training_batch(clips, slices, config, N_PRIME)
+    slices = random_slices(batch, config.stride, N_PRIME, generator, frames=FRAMES)
+    return training_batch(clips, slices, config, N_PRIME)
 
 
 def images_batch(batch: int, seed: int) -> torch.Tensor:
@@ -112,7 +113,7 @@ def build_step(model_name: str, variant: str, batch: int, device: torch.device,
     torch.manual_seed(0)
     if model_name == "transformer":
         config = vt.TransformerConfig()
-        model = (vt.VideoTransformer(config) if ours else ReferenceVideoTransformer(config))
+        model = (vt.LatentVideoTransformer(config) if ours else ReferenceVideoTransformer(config))
         model = model.to(device).train()
         optimizer = vt.optimizer(model)
         inputs = [t.to(device) for t in transformer_batch(config, batch, seed=1)]

@@ -22,7 +22,7 @@ from torch import nn
 from lvt import __version__
 from lvt.atomic import write_bytes
 from lvt.errors import InputError
-from lvt.models.transformer import TransformerConfig, VideoTransformer
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 
 FORMAT = "lvt-model"
@@ -30,7 +30,7 @@ VERSION = 2
 DIGEST = "digest"
 KINDS: dict[str, tuple[type[nn.Module], type]] = {
     "vqvae": (VQVAE, VQVAEConfig),
-    "transformer": (VideoTransformer, TransformerConfig),
+    "transformer": (LatentVideoTransformer, TransformerConfig),
 }
 RESERVED = ("format", "version", "kind", "config", "state_dict", "lvt_version", DIGEST)
 _SCALARS = (str, bytes, int, float, torch.dtype, torch.device)

@@ -16,21 +16,10 @@ import torch
 from lvt.checkpoints import file_sha256, save_model
 from lvt.config import LATENT_DOWNSAMPLING
 from lvt.devices import available_cpus
-from lvt.generate import (
-    check_models_fit,
-    complete_videos,
-    decode_videos,
-    encode_frames,
-    load_trained_models,
-)
-from lvt.media import (
-    load_priming_frames,
-    mark_priming,
-    write_contact_sheet,
-    write_gif,
-    write_png_frames,
-)
+from lvt.inference import check_models_fit, encode_frames, load_trained_models
+from lvt.media import load_priming_frames, write_contact_sheet, write_sample
 from lvt.original import import_transformer, import_vqvae
+from lvt.samples import sample_and_decode
 
 
 def import_original_vqvae(args: argparse.Namespace) -> int:
@@ -99,12 +88,10 @@ def sample(args: argparse.Namespace) -> int:
     prime_codes = torch.from_numpy(encode_frames(models.vqvae, prime, device)).to(device)
     prime_codes = prime_codes.permute(1, 0, 2, 3).unsqueeze(0).expand(args.samples, -1, -1, -1, -1)
     generator = torch.Generator(device).manual_seed(args.seed)
-    codes = complete_videos(models.transformer, prime_codes, args.frames, args.temperature,
-                            generator)
+    _, videos = sample_and_decode(models, prime_codes, args.frames, args.temperature, generator)
     rows = [("source", source)]
-    for k, video in enumerate(decode_videos(models.vqvae, codes, device)):
-        write_png_frames(video, args.output / f"sample_{k}")
-        write_gif(mark_priming(video, args.n_prime), args.output / f"sample_{k}.gif", args.fps)
+    for k, video in enumerate(videos):
+        write_sample(args.output / f"sample_{k}", video, args.n_prime, args.fps)
         rows.append((f"sample {k}", video))
     write_contact_sheet(args.output / "contact_sheet.png", [(args.prime.name, rows)],
                         args.n_prime)

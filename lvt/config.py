@@ -131,6 +131,26 @@ def latent_size(config: Mapping[str, Any]) -> int:
     return config["preprocess"]["size"] // LATENT_DOWNSAMPLING
 
 
+def check_shard(key: str, shards: int, shard: int) -> None:
+    """Fail unless `shard` is one of the `shards` jobs that config key `key` sets."""
+    if not 0 <= shard < shards:
+        raise ConfigError(f"config key {key}: is {shards}, so --shard {shard} is out of range")
+
+
+def check_kinetics_download(kinetics: Mapping[str, Any], split: str, shard: int) -> None:
+    """What downloading one shard of a Kinetics-600 split needs of the `source.kinetics600`
+    settings beyond the schema: the shard exists, the split has a CSV, and the URL template holds
+    no placeholder but {youtube_id}."""
+    check_shard("source.kinetics600.shards", kinetics["shards"], shard)
+    if not kinetics[f"{split}_csv"]:
+        raise ConfigError(f"config key source.kinetics600.{split}_csv: required")
+    try:
+        kinetics["url_template"].format(youtube_id="x")
+    except (IndexError, KeyError, ValueError) as error:
+        raise ConfigError("config key source.kinetics600.url_template: may hold no other "
+                          f"placeholder than {{youtube_id}} ({error!r})") from error
+
+
 def _check_consistency(config: dict[str, Any], present: set[str]) -> None:
     """Cross-key rules the schema cannot express, among the `present` sections."""
     source = config["source"]

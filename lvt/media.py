@@ -79,6 +79,18 @@ def side_by_side(*videos: np.ndarray, gap: int = 2) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=2)
 
 
+def write_sample(
+    path: Path, video: np.ndarray, n_prime: int, fps: float, real: np.ndarray | None = None
+) -> None:
+    """A sampled video as PNG frames in folder `path` and a GIF `path`.gif at `fps`, its
+    priming frames marked; the GIF shows the `real` clip beside the sample when given."""
+    write_png_frames(video, path)
+    shown = mark_priming(video, n_prime)
+    if real is not None:
+        shown = side_by_side(mark_priming(real, n_prime), shown)
+    write_gif(shown, path.with_name(f"{path.name}.gif"), fps)
+
+
 SHEET_GAP = 2
 """White pixels between the frames of a contact sheet."""
 SHEET_LABEL_WIDTH = 72

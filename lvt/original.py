@@ -20,9 +20,9 @@ from torch import Tensor
 
 from lvt.checkpoints import read_torch_file
 from lvt.models.transformer import (
+    LatentVideoTransformer,
     PositionalEncoding3d,
     TransformerConfig,
-    VideoTransformer,
     relative_index,
 )
 from lvt.models.vqvae import VQVAE, VQVAEConfig
@@ -243,7 +243,9 @@ def _infer_transformer_config(
         for stack in ("encoder", "decoder")
     }
     if min(layers.values()) == 0:
-        raise ValueError(f"{label}: no attention layers found; not a VideoTransformer state dict")
+        raise ValueError(
+            f"{label}: no attention layers found; not a LatentVideoTransformer state dict"
+        )
     blocks = {}
     for stack, n in layers.items():
         tables = [_layer_shape(state, stack, n, f"d{axis}_bank", label) for axis in "thw"]
@@ -317,15 +319,15 @@ def _deterministic_buffers(config: TransformerConfig) -> dict[str, Tensor]:
 
 def import_transformer(
     net_g: StateSource, stride: tuple[int, int, int] | None = None
-) -> tuple[VideoTransformer, TransformerConfig]:
-    """Build our VideoTransformer from the original `netG` state dict (or file).
+) -> tuple[LatentVideoTransformer, TransformerConfig]:
+    """Build our LatentVideoTransformer from the original `netG` state dict (or file).
 
     The stride cannot be read from the weights; it defaults to the one of the known variant
     with the same context kernel and is checked against the number of slice embeddings.
     """
     state, label = _source(net_g, "netG")
     config = _infer_transformer_config(state, stride, label)
-    model = VideoTransformer(config)
+    model = LatentVideoTransformer(config)
     buffers = _deterministic_buffers(config)
     names = _transformer_names(config)
     _check_keys(state, set(names) | set(buffers), label)

@@ -1,5 +1,6 @@
-"""What the evaluation protocol's stages share (fvd_sample, fvd, frame_scores): the protocol read
-from the `fvd` config section, and the inputs that FVD and the frame scores are computed from."""
+"""What the scoring stages (fvd, frame_scores) share: the files they read, and the four kinds of
+clip that FVD and the frame scores are computed from (real, reconstructed by the VQ-VAE, the
+copy-last-frame baseline, generated), decoded batch by batch."""
 
 from __future__ import annotations
 
@@ -12,31 +13,33 @@ import numpy as np
 import torch
 
 from lvt.data.dataset import VideoArrays
-from lvt.evaluation import (
+from lvt.inference import TrainedModels, decode_videos, load_trained_models
+from lvt.models.vqvae import VQVAE
+from lvt.protocol import (
     Protocol,
     ProtocolSamples,
     copy_last_frame,
-    decoded_clips,
     first_clips,
-    protocol_videos,
+    protocol_from_settings,
     read_protocol_samples,
-    real_clips,
 )
-from lvt.generate import TrainedModels, load_trained_models
 
 
-def protocol_from_settings(options: dict[str, Any], codes: VideoArrays) -> Protocol:
-    """The protocol the `fvd` config section describes, on these test codes."""
-    return Protocol(
-        videos=tuple(protocol_videos(codes, options["frames"], options["videos"])),
-        n_prime=options["n_prime"],
-        frames=options["frames"],
-        samples_per_video=options["samples_per_video"],
-        trials=options["trials"],
-        temperature=options["temperature"],
-        seed=options["seed"],
-        batch_size=options["batch_size"],
-    )
+def real_clips(
+    frames: VideoArrays, videos: Sequence[int] | np.ndarray, length: int, batch_size: int
+) -> Iterator[np.ndarray]:
+    """The first `length` frames (B, length, H, W, 3) of the test videos, batch by batch."""
+    for start in range(0, len(videos), batch_size):
+        yield first_clips(frames, videos[start:start + batch_size], length)
+
+
+def decoded_clips(
+    vqvae: VQVAE, codes: np.ndarray, device: torch.device, batch_size: int
+) -> Iterator[np.ndarray]:
+    """Code clips (N, T, codebooks, h, w) decoded to uint8 videos (B, T, H, W, 3) in batches."""
+    for start in range(0, len(codes), batch_size):
+        batch = torch.from_numpy(codes[start:start + batch_size].astype(np.int64))
+        yield decode_videos(vqvae, batch.permute(0, 2, 1, 3, 4).to(device), device)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""What several test modules share: the golden fixtures' location, a tiny transformer, and how
-to run the real workflow on a tiny configuration in a temporary folder."""
+"""What several test modules share: the golden fixtures' location, a tiny transformer, a small
+prediction protocol, and how to run the real workflow on a tiny configuration in a temporary
+folder."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import torch
 import yaml
 
 from lvt.checkpoints import save_model
-from lvt.models.transformer import TransformerConfig, VideoTransformer
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
 from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.protocol import Protocol
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures/original"
 """Golden outputs of the authors' code (rakhimovv/lvt at commit 0899c21); see its README.md."""
@@ -31,26 +33,20 @@ TINY_TRANSFORMER = {
 }
 """TransformerConfig fields of a model small enough to sample whole videos in a test."""
 
+
+def protocol(**changes: object) -> Protocol:
+    """A small protocol: 2 videos x 3 samples x 2 trials of 4 frames, 1 priming, batches of 4."""
+    fields = {"videos": (0, 2), "n_prime": 1, "frames": 4, "samples_per_video": 3, "trials": 2,
+              "temperature": 1.0, "seed": 7, "batch_size": 4}
+    return Protocol(**{**fields, **changes})
+
+
 ROOT = Path(__file__).resolve().parents[1]
-RUN = "tiny"
-TINY = {
-    "run": RUN,
-    "source": {"synthetic": {"train_videos": 3, "test_videos": 2, "seconds": 1.5,
-                             "window_start": 0.2, "window_seconds": 1.0, "width": 80,
-                             "height": 64}},
-    "vqvae": {"model": {"channels": 16, "residual_channels": 8, "residual_blocks": 1,
-                        "codebook_size": 16},
-              "train": {"steps": 20, "batch_size": 8, "checkpoint_every": 10, "log_every": 5}},
-    "transformer": {"model": {"embedding_dim": 8, "model_dim": 16, "head_dim": 4, "heads": 2,
-                              "encoder_layers": 1, "decoder_layers": 1},
-                    "train": {"steps": 10, "batch_size": 2, "checkpoint_every": 5,
-                              "log_every": 5}},
-    # late priming frames leave fewer positions to sample, which is most of these stages' time
-    "sample": {"videos": 1, "samples_per_video": 2, "batch_size": 2, "n_prime": 12},
-    # 2 videos x 1 sample x 2 trials in one batch: 4 generated clips, 2 real, 2 reconstructed
-    "fvd": {"videos": 2, "samples_per_video": 1, "trials": 2, "batch_size": 4, "n_prime": 8},
-}
-"""A configuration that takes the demo's DAG through every stage in about a minute."""
+TEST_CONFIG = ROOT / ".test" / "config.yaml"
+TINY = yaml.safe_load(TEST_CONFIG.read_text())
+"""The workflow's test configuration (.test/config.yaml): overlaid on the demo's config.yaml, it
+takes the demo's DAG through every stage in about a minute."""
+RUN = TINY["run"]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -83,5 +79,5 @@ def save_random_models(folder: Path, vqvae: VQVAEConfig,
     torch.manual_seed(0)
     save_model(folder / "vqvae.pt", "vqvae", vqvae, VQVAE(vqvae))
     save_model(folder / "transformer.pt", "transformer", transformer,
-               VideoTransformer(transformer))
+               LatentVideoTransformer(transformer))
     return folder / "vqvae.pt", folder / "transformer.pt"

@@ -11,7 +11,7 @@ from helpers import TINY_TRANSFORMER
 
 from lvt.config import validate
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
-from lvt.models.transformer import TransformerConfig, VideoTransformer, optimizer
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig, optimizer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.training.acceleration import Acceleration, set_tf32
 from lvt.training.transformer import TransformerTraining
@@ -77,7 +77,7 @@ def vqvae_losses(data: Path, acceleration: Acceleration) -> list[float]:
 
 def transformer_losses(data: Path, acceleration: Acceleration) -> list[float]:
     torch.manual_seed(0)
-    model = VideoTransformer(TransformerConfig(**TINY_TRANSFORMER, kernel=(3, 1, 1),
+    model = LatentVideoTransformer(TransformerConfig(**TINY_TRANSFORMER, kernel=(3, 1, 1),
                                                stride=(4, 1, 1), encoder_block=(1, 4, 4),
                                                decoder_block=(1, 4, 4)))
     task = TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"), 4, 1, 2,

@@ -20,7 +20,7 @@ from lvt.checkpoints import VERSION, file_sha256, load_model, save_model, write_
 from lvt.cli import main
 from lvt.data.dataset import VideoArraysWriter
 from lvt.errors import InputError
-from lvt.models.transformer import TransformerConfig, VideoTransformer
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.original import import_transformer, import_vqvae
 
@@ -52,7 +52,7 @@ def test_round_trip_both_kinds(tmp_path):
     torch.manual_seed(0)
     for kind, config, model in (
         ("vqvae", VQ_CONFIG, VQVAE(VQ_CONFIG)),
-        ("transformer", VT_CONFIG, VideoTransformer(VT_CONFIG)),
+        ("transformer", VT_CONFIG, LatentVideoTransformer(VT_CONFIG)),
     ):
         path = tmp_path / f"{kind}.pt"
         digest = save_model(path, kind, config, model, extra={"step": 12})
@@ -69,7 +69,7 @@ def test_round_trip_both_kinds(tmp_path):
 
 def test_config_with_lists_is_accepted(tmp_path):
     path = tmp_path / "vt.pt"
-    save_model(path, "transformer", VT_CONFIG, VideoTransformer(VT_CONFIG))
+    save_model(path, "transformer", VT_CONFIG, LatentVideoTransformer(VT_CONFIG))
     payload = torch.load(path, weights_only=True)
     payload["config"] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in payload["config"].items()
@@ -80,7 +80,7 @@ def test_config_with_lists_is_accepted(tmp_path):
 
 def test_masked_taps_in_stored_weights_do_not_matter(tmp_path):
     torch.manual_seed(0)
-    model = VideoTransformer(VT_CONFIG)
+    model = LatentVideoTransformer(VT_CONFIG)
     context = torch.randint(-1, 8, (1, 2, 6, 4, 4))
     codes = torch.randint(0, 8, (1, 2, 1, 4, 4))
     index = torch.tensor([2])

@@ -16,6 +16,7 @@ import pytest
 from helpers import save_random_models
 from PIL import Image, ImageSequence
 
+from lvt import samples
 from lvt.checkpoints import save_model
 from lvt.cli import build_parser, main
 from lvt.data.dataset import VideoArraysWriter
@@ -29,7 +30,7 @@ from lvt.media import (
     mark_priming,
     write_gif,
 )
-from lvt.models.transformer import TransformerConfig, VideoTransformer
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.stages import sample as sample_stage
 
@@ -86,7 +87,7 @@ def test_wrong_frame_size_names_the_file(models, tmp_path: Path, capsys) -> None
 def test_models_that_do_not_fit_name_the_file(models, tmp_path: Path, capsys) -> None:
     other = TransformerConfig(**{**TRANSFORMER.__dict__, "codebook_size": 16})
     mismatched = tmp_path / "other.pt"
-    save_model(mismatched, "transformer", other, VideoTransformer(other))
+    save_model(mismatched, "transformer", other, LatentVideoTransformer(other))
     write_pngs(tmp_path / "prime", 1, 64)
     assert sample((models[0], mismatched), tmp_path / "prime", tmp_path / "out") != 0
     assert str(mismatched) in capsys.readouterr().err
@@ -161,7 +162,7 @@ def test_frames_that_the_time_stride_does_not_divide_say_so(tmp_path: Path, caps
     strided = TransformerConfig(**{**TRANSFORMER.__dict__, "stride": (2, 2, 2)})
     vqvae = tmp_path / "vqvae.pt"
     save_model(vqvae, "vqvae", VQ, VQVAE(VQ))
-    save_model(tmp_path / "strided.pt", "transformer", strided, VideoTransformer(strided))
+    save_model(tmp_path / "strided.pt", "transformer", strided, LatentVideoTransformer(strided))
     write_pngs(tmp_path / "prime", 1, 64)
     assert sample((vqvae, tmp_path / "strided.pt"), tmp_path / "prime", tmp_path / "out") != 0
     assert ("3 frames: the number of frames must be a multiple of the time stride 2 of "
@@ -253,7 +254,7 @@ def test_sample_stage_writes_contact_sheets_per_video_and_an_overview(
             codes.add(f"v{index}", rng.integers(0, 8, (3, 2, 16, 16), dtype=np.uint16))
     settings = {"sample": {"frames": 3, "n_prime": 1, "batch_size": 4, "samples_per_video": 2}}
     vqvae, transformer = models
-    monkeypatch.setattr(sample_stage, "OVERVIEW_VIDEOS", 2)
+    monkeypatch.setattr(samples, "OVERVIEW_VIDEOS", 2)
     monkeypatch.setattr(sys, "argv", [
         "sample", "--settings", json.dumps(settings), "--vqvae", str(vqvae), "--transformer",
         str(transformer), "--codes", str(tmp_path / "codes.h5"), "--dataset",

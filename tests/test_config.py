@@ -14,7 +14,7 @@ import yaml
 
 from lvt import config as lvt_config
 from lvt.errors import InputError
-from lvt.generate import check_models_fit
+from lvt.inference import check_models_fit
 from lvt.models.transformer import TransformerConfig
 from lvt.models.vqvae import VQVAEConfig
 

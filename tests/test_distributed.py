@@ -23,7 +23,7 @@ from test_workflow import copy_workflow, snakemake
 
 from lvt.checkpoints import load_model
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
-from lvt.models.transformer import TransformerConfig, VideoTransformer, optimizer
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig, optimizer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.training.distributed import SINGLE_PROCESS, Distributed, process_group
 from lvt.training.loop import METRICS_NAME, LoopSettings, TrainingTask, checkpoint_name, train
@@ -56,7 +56,7 @@ def vqvae_task(data: Path, distributed: Distributed, seed: int,
 
 def transformer_task(data: Path, distributed: Distributed, seed: int) -> TransformerTraining:
     torch.manual_seed(seed)
-    model = VideoTransformer(TRANSFORMER)
+    model = LatentVideoTransformer(TRANSFORMER)
     return TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"), clip_frames=8,
                                n_prime=5, batch_size=BATCH, optimizer=optimizer(model, lr=1e-3),
                                seed=seed, distributed=distributed)

@@ -12,6 +12,7 @@ from helpers import FIXTURES, ROOT
 from lvt.models import transformer as vt
 from lvt.models.vqvae import normalize, optimizers
 from lvt.original import import_transformer, import_vqvae, read_original
+from lvt.training.transformer import training_batch
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 TRANSFORMER_FILES = ["vt_dsfvt_small.pt", "vt_dssvt_small.pt"]
@@ -141,7 +142,7 @@ def fixture_batch(fixture: dict, config: vt.TransformerConfig):
             for v, start in zip(inputs["example_video"], inputs["clip_start"], strict=True)
         ]
     )
-    return vt.training_batch(clips, inputs["slice_abc"], config, fixture["config"]["N_PRIME"])
+    return training_batch(clips, inputs["slice_abc"], config, fixture["config"]["N_PRIME"])
 
 
 def test_transformer_config_is_inferred(vt_fixture):

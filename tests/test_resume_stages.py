@@ -26,10 +26,10 @@ from lvt.data.progress import (
     preallocate,
     progress_path,
 )
-from lvt.generate import encode_frames
+from lvt.inference import encode_frames
 from lvt.models.transformer import TransformerConfig
 from lvt.models.vqvae import VQVAEConfig
-from lvt.scoring import protocol_from_settings
+from lvt.protocol import protocol_from_settings
 
 VQ = VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2, codebook_size=8)
 TRANSFORMER = TransformerConfig(**TINY_TRANSFORMER, kernel=(3, 1, 1), stride=(4, 1, 1),

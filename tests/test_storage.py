@@ -12,7 +12,7 @@ from lvt.data.dataset import FrameShardWriter
 from lvt.data.sources import SourceRow, shard_rows
 
 KINETICS_TRAIN_CLIPS = 392_000
-"""Training rows of Kinetics-600's official CSV (README, Kinetics-600)."""
+"""Training rows of Kinetics-600's official CSV (docs/datasets.md, Kinetics-600)."""
 KINETICS_FRAMES = 300
 """Native-rate frames of a 10 s clip at up to 30 fps."""
 SHARD_BOUND = 10e9

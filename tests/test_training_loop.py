@@ -16,8 +16,8 @@ from test_checkpoints import flip_a_bit_in_a_tensor
 
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
 from lvt.errors import InputError
-from lvt.evaluation import bits_per_code
-from lvt.models.transformer import TransformerConfig, VideoTransformer, optimizer
+from lvt.likelihood import bits_per_code
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig, optimizer
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.training.loop import LoopSettings, checkpoint_name, checkpoints, train
 from lvt.training.transformer import HeldOutBits, TransformerTraining
@@ -193,7 +193,7 @@ def code_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def transformer_task(codes: Path) -> TransformerTraining:
     torch.manual_seed(5)
-    model = VideoTransformer(TRANSFORMER)
+    model = LatentVideoTransformer(TRANSFORMER)
     return TransformerTraining(model, VideoArrays(codes, "codes"), clip_frames=8, n_prime=1,
                                batch_size=2, optimizer=optimizer(model, lr=1e-2), seed=11)
 

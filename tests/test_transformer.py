@@ -14,9 +14,9 @@ from lvt.models.transformer import (
     BlockLocalAttention,
     CausalConv3d,
     ContextEmbedding,
+    LatentVideoTransformer,
     PositionalEncoding3d,
     TransformerConfig,
-    VideoTransformer,
 )
 
 VARIANTS = {  # kernel, stride, block of the three paper configurations
@@ -42,9 +42,9 @@ def small_config(kernel, stride, block=(2, 2, 2)) -> TransformerConfig:
     )
 
 
-def perturbed_model(config: TransformerConfig) -> VideoTransformer:
+def perturbed_model(config: TransformerConfig) -> LatentVideoTransformer:
     """A model whose zero-initialised parameters (biases, relative tables) are non-zero too."""
-    model = VideoTransformer(config)
+    model = LatentVideoTransformer(config)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -73,7 +73,7 @@ def test_full_size_parameter_counts(variant, expected):
         kernel=kernel, stride=stride, encoder_block=block, decoder_block=block
     )
     with torch.device("meta"):
-        model = VideoTransformer(config)
+        model = LatentVideoTransformer(config)
     assert vt.count_parameters(model) == expected
 
 
@@ -84,7 +84,7 @@ def test_initialisation_follows_the_original():
         kernel=(3, 1, 1),
         stride=(4, 1, 1),
     )
-    model = VideoTransformer(config)
+    model = LatentVideoTransformer(config)
     for name, p in model.named_parameters():
         if name.endswith("bias") or ".bias_" in name:  # biases and relative-position tables
             assert not p.any(), name
@@ -100,7 +100,7 @@ def test_initialisation_follows_the_original():
 
 
 # --------------------------------------------------------------------------------------------
-# Subscale slicing and training examples
+# Subscale slicing and the loss
 
 
 def test_slice_index_round_trip_and_order():
@@ -140,32 +140,6 @@ def test_slice_context_windows_see_exactly_the_earlier_slices(variant):
                 earlier = inside and vt.slice_index(abc_q, stride) < index
                 expected = video[0, 0, q[0], q[1], q[2]].item() if earlier else vt.PAD
                 assert windows[(*p, *d)].item() == expected
-
-
-def test_random_slices_rules():
-    generator = torch.Generator().manual_seed(0)
-    frames = vt.random_slices(500, (16, 1, 1), n_prime=1, generator=generator)
-    assert {abc[0] for abc in frames} == set(range(1, 16))
-    assert {abc[1:] for abc in frames} == {(0, 0)}
-    subscale = vt.random_slices(500, (4, 2, 2), n_prime=1, generator=generator)
-    assert set(subscale) == {vt.slice_abc(i, (4, 2, 2)) for i in range(16)}
-    several_frames = vt.random_slices(500, (4, 1, 1), n_prime=1, generator=generator, frames=16)
-    assert {abc[0] for abc in several_frames} == set(range(4))
-    again = vt.random_slices(5, (4, 2, 2), 1, torch.Generator().manual_seed(3))
-    assert again == vt.random_slices(5, (4, 2, 2), 1, torch.Generator().manual_seed(3))
-
-
-def test_training_batch_per_example_slices_and_ignore_mask():
-    config = small_config((5, 3, 3), (4, 2, 2))
-    clips = torch.randint(0, 6, (2, 3, 8, 4, 4))
-    slices = [(0, 1, 0), (3, 1, 1)]
-    context, target, ignore, index = vt.training_batch(clips, slices, config, n_prime=2)
-    assert torch.equal(index, torch.tensor([2, 15]))
-    assert torch.equal(target[1], clips[1, :, 3::4, 1::2, 1::2])
-    assert torch.equal(context[0], vt.slice_context(clips[:1], slices[0], config)[0])
-    # Slice (0, ·, ·) holds frames 0 and 4: only frame 0 is a priming frame; slice (3, ·, ·) none.
-    assert ignore.shape == (2, 1, 2, 2, 2)
-    assert ignore[0, 0, 0].all() and not ignore[0, 0, 1].any() and not ignore[1].any()
 
 
 def test_slice_loss_is_a_batch_mean_over_kept_positions_then_over_codebooks():
@@ -243,29 +217,6 @@ def test_attention_blocks_do_not_interact():
                 torch.testing.assert_close(whole[:, t : t + 2, :, w : w + 3], attention(block))
 
 
-def explicit_attention(q, k, v, bias):
-    """softmax(q·kᵀ/√DA + bias)·v written out."""
-    return torch.softmax(q @ k.transpose(2, 3) / math.sqrt(q.shape[-1]) + bias, dim=-1) @ v
-
-
-@pytest.mark.parametrize("causal", [False, True])
-def test_biased_attention_equals_explicit_softmax_with_gradients(causal, monkeypatch):
-    monkeypatch.setattr(vt._CpuBiasedAttention, "examples_per_chunk", 2)  # chunks of 2 and 1
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(3, 2, 12, 4, requires_grad=True) for _ in range(3))
-    bias = torch.randn(1, 2, 12, 12)
-    if causal:
-        bias = bias + torch.full((12, 12), float("-inf")).triu(1)
-    bias.requires_grad_()
-    grad = torch.randn(3, 2, 12, 4)
-    results = []
-    for attend in (vt.biased_attention, explicit_attention):
-        out = attend(q, k, v, bias)
-        results.append((out, *torch.autograd.grad(out, (q, k, v, bias), grad)))
-    for actual, expected in zip(*results, strict=True):
-        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
-
-
 def test_training_attention_keeps_no_probability_matrices():
     """The fused kernel runs in training although the bias is learned (no math fallback)."""
     attention = BlockLocalAttention(small_config((1, 1, 1), (1, 1, 1)), (2, 2, 3), causal=True)
@@ -339,7 +290,7 @@ def test_encoder_ignores_current_and_later_slices(variant):
 
 def test_whole_video_logits_shape_and_optimizer():
     config = small_config((3, 1, 1), (2, 1, 1), block=(1, 2, 2))
-    model = VideoTransformer(config)
+    model = LatentVideoTransformer(config)
     with torch.no_grad():
         logits = vt.whole_video_logits(model, torch.randint(0, 6, (2, 3, 4, 2, 2)))
     assert logits.shape == (2, 3, 6, 4, 2, 2)

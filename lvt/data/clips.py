@@ -14,6 +14,7 @@ process.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ import av
 import ffmpeg
 
 from lvt.atomic import atomic_path
-from lvt.data.sources import format_seconds
+from lvt.data.sources import SourceRow, format_seconds
 from lvt.data.video_io import (
     HEADERS_ONLY,
     TIME_TOLERANCE,
@@ -33,6 +34,8 @@ from lvt.data.video_io import (
     open_video,
 )
 from lvt.errors import InputError
+
+log = logging.getLogger(__name__)
 
 CRF = 18
 TAIL_SECONDS = 0.5
@@ -130,6 +133,26 @@ def trim_many(windows: Sequence[Window]) -> list[InputError | None]:
     return errors
 
 
+def trim_rows(rows: Sequence[SourceRow], clips_dir: Path) -> list[SourceRow]:
+    """Cut the window of every `ok` row into `clips_dir` (`clip_path`) with `trim_many`.
+
+    Returns the rows in their order, each whose trim failed now `failed` with the reason
+    ("trim: ..."; `path` stays the source video), the others as they were.
+    """
+    todo = [row for row in rows if row.status == "ok"]
+    windows = [Window(row.path, clip_path(clips_dir, row.video_id), row.start, row.end)
+               for row in todo]
+    errors = dict(zip((row.video_id for row in todo), trim_many(windows), strict=True))
+    results = []
+    for row in rows:
+        if error := errors.get(row.video_id):
+            log.warning("%s", error)
+            reason = str(error).removeprefix(f"{row.path}: ")
+            row = row.with_status("failed", f"trim: {reason}")
+        results.append(row)
+    return results
+
+
 def _copy_together(windows: Sequence[Window]) -> list[bool]:
     """Stream-copy the non-empty windows with one ffmpeg process into a scratch folder; move each
     clip that starts in time and has a frame in its window to its target. Which were moved: none
@@ -160,7 +183,7 @@ def _copy_together(windows: Sequence[Window]) -> list[bool]:
             outputs.append(source["V:0"].output(str(clip), format="mp4", **COPY))
         command = ffmpeg.merge_outputs(*outputs).global_args(*GLOBAL_ARGS).overwrite_output()
         try:
-            command.run(cmd=ffmpeg_executable(), capture_stdout=True, capture_stderr=True)
+            _run_ffmpeg(command, folder)
         except ffmpeg.Error:
             return moved
         for index, clip in scratch_clips.items():
@@ -185,13 +208,28 @@ def _ffmpeg(
         .overwrite_output()
     )
     try:
-        command.run(cmd=ffmpeg_executable(), capture_stdout=True, capture_stderr=True)
+        _run_ffmpeg(command, target)
     except ffmpeg.Error as error:
         lines = error.stderr.decode(errors="replace").strip().splitlines()
-        if any(DISK_FULL in line for line in lines):
-            raise OSError(errno.ENOSPC, DISK_FULL, str(target)) from error
         message = " | ".join(lines[-STDERR_LINES:]) or "no message"
         raise InputError(f"{source}: ffmpeg could not trim it: {message}") from error
+
+
+def _run_ffmpeg(command: ffmpeg.nodes.OutputStream, target: str | os.PathLike[str]) -> None:
+    """Run an ffmpeg command; OSError(ENOSPC) naming `target` if ffmpeg reports a full disk.
+
+    Checked on success too: FFmpeg 5.1 (Debian 12's) exits with status 0 when it cannot write
+    an MP4's trailer for want of space, leaving a truncated file behind.
+    """
+    try:
+        _, stderr = command.run(cmd=ffmpeg_executable(), capture_stdout=True, capture_stderr=True)
+        failure = None
+    except ffmpeg.Error as error:
+        stderr, failure = error.stderr, error
+    if DISK_FULL in stderr.decode(errors="replace"):
+        raise OSError(errno.ENOSPC, DISK_FULL, str(target)) from failure
+    if failure is not None:
+        raise failure
 
 
 def _inspect(

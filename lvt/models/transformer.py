@@ -9,6 +9,12 @@ the NC codes of a position one codebook after another.
 
 Layouts: codes (B, NC, t, h, w) int64; hidden states (B, D, t, h, w); logits (B, NV, t, h, w).
 
+The module holds the model only, from the smallest part up: config, subscale slicing, the
+embeddings, block-local attention, the layers, encoder, decoder and channel predictor, the model,
+its loss. Beside it: the attention kernel with its CPU backward (lvt.models.attention_kernel) and
+the decoder's incremental form for sampling (lvt.models.incremental); training batches are built
+by the training task (lvt.training.transformer).
+
 References:
 1) the paper: Rakhimov et al., "Latent Video Transformer", arXiv 2006.10704;
 2) the model it adapts to codes (subscale slices, block-local attention, an encoder and a
@@ -31,6 +37,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lvt.models.attention_kernel import biased_attention
 
 PAD = -1  # code value of positions the encoder must not see
 IGNORE_INDEX = -100  # target value of positions excluded from the loss
@@ -63,11 +71,6 @@ class TransformerConfig:
     @property
     def num_slices(self) -> int:
         return math.prod(self.stride)
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of parameter elements (buffers excluded)."""
-    return sum(p.numel() for p in module.parameters())
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,59 +125,8 @@ def slice_context(video: Tensor, abc: Sequence[int], config: TransformerConfig) 
     return F.pad(masked, padding, value=PAD)  # negative amounts crop
 
 
-def random_slices(
-    batch: int,
-    stride: Sequence[int],
-    n_prime: int,
-    generator: torch.Generator | None = None,
-    frames: int | None = None,
-) -> list[Abc]:
-    """One uniformly random slice per example (`DatasetMapper` in vidgen/data/dataset_mapper.py).
-
-    When a slice is one whole frame (sh = sw = 1 and st = `frames`, the clip length; `frames`
-    defaults to st), a is drawn from [n_prime, st − 1] so that no example is a priming frame.
-    """
-    st, sh, sw = stride
-    whole_frame = sh == 1 and sw == 1 and (frames is None or frames == st)
-    low = n_prime if whole_frame else 0
-    if low >= st:
-        raise ValueError(f"no slice to train on: n_prime {n_prime} with stride {tuple(stride)}")
-    slices = []
-    for _ in range(batch):
-        a = int(torch.randint(low, st, (), generator=generator))
-        b = int(torch.randint(0, sh, (), generator=generator))
-        c = int(torch.randint(0, sw, (), generator=generator))
-        slices.append((a, b, c))
-    return slices
-
-
-def training_batch(
-    clips: Tensor, slices: Sequence[Sequence[int]], config: TransformerConfig, n_prime: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Build (context, target_slice, ignore_mask, slice_idx) with one slice per clip.
-
-    ignore_mask (B, 1, t, h, w) marks slice positions in the clip's first `n_prime` frames.
-    """
-    if len(slices) != clips.shape[0]:
-        raise ValueError(f"{len(slices)} slices for {clips.shape[0]} clips")
-    frame = torch.arange(clips.shape[2], device=clips.device).view(1, 1, -1, 1, 1)
-    priming = (frame < n_prime).expand(1, 1, *clips.shape[2:])
-    contexts, targets, ignore = [], [], []
-    for clip, abc in zip(clips.split(1), slices, strict=True):
-        contexts.append(slice_context(clip, abc, config))
-        targets.append(take_slice(clip, abc, config.stride))
-        ignore.append(take_slice(priming, abc, config.stride))
-    index = [slice_index(abc, config.stride) for abc in slices]
-    return (
-        torch.cat(contexts),
-        torch.cat(targets),
-        torch.cat(ignore),
-        torch.tensor(index, dtype=torch.long, device=clips.device),
-    )
-
-
 # --------------------------------------------------------------------------------------------
-# Building blocks
+# Embeddings, causal convolution, positional encoding
 
 
 class ContextEmbedding(nn.Module):
@@ -266,6 +218,10 @@ class PositionalEncoding3d(nn.Module):
         return F.pad(encoding, (0, self.dim - encoding.shape[-1]))
 
 
+# --------------------------------------------------------------------------------------------
+# Block-local attention
+
+
 def relative_index(n: int) -> Tensor:
     """Bias-table index of every (query, key) pair along one axis of size n: (n, n).
 
@@ -291,76 +247,6 @@ def from_blocks(x: Tensor, block: Sequence[int], shape: Sequence[int]) -> Tensor
     tb, hb, wb = block
     x = x.view(b, t // tb, h // hb, w // wb, tb, hb, wb, d).permute(0, 1, 4, 2, 5, 3, 6, 7)
     return x.reshape(b, t, h, w, d)
-
-
-class _CpuBiasedAttention(torch.autograd.Function):
-    """softmax(q·kᵀ/√DA + bias)·v on CPU with the fused kernel and a gradient for the bias.
-
-    PyTorch's fused CPU kernel cannot differentiate its mask, so with a learned bias
-    scaled_dot_product_attention would fall back to the plain math and keep every (L, L)
-    probability matrix for the backward pass. The forward pass here is the fused kernel,
-    keeping only the output and the row-wise log-sum-exp; the backward pass recomputes the
-    probabilities a few examples at a time and derives all four gradients from them (the bias
-    gradient summed over the batch).
-    """
-
-    examples_per_chunk = 8  # bounds the backward's (chunk, heads, L, L) temporaries
-
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
-        mask = bias.to(q.dtype)
-        out, log_sum_exp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            q, k, v, attn_mask=mask
-        )
-        ctx.save_for_backward(q, k, v, mask, out, log_sum_exp)
-        ctx.bias_dtype = bias.dtype
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        q, k, v, mask, out, log_sum_exp = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        n, heads, length, _ = q.shape
-        scale = 1 / math.sqrt(q.shape[-1])
-        grads = [torch.empty(q.shape, dtype=q.dtype) for _ in range(3)]
-        grad_bias = torch.zeros(heads, length, length)
-        for first in range(0, n, _CpuBiasedAttention.examples_per_chunk):
-            rows = slice(first, first + _CpuBiasedAttention.examples_per_chunk)
-            qc, kc, vc, dout = (t[rows].flatten(0, 1) for t in (q, k, v, grad_out))
-            chunk = qc.shape[0] // heads
-            scores = torch.baddbmm(
-                mask.expand(chunk, -1, -1, -1).flatten(0, 1), qc, kc.transpose(1, 2), alpha=scale
-            ).float()
-            probabilities = scores.sub_(log_sum_exp[rows].flatten(0, 1)[..., None].float()).exp_()
-            row = (dout.float() * out[rows].flatten(0, 1).float()).sum(-1, keepdim=True)
-            grad_scores = torch.bmm(dout, vc.transpose(1, 2)).float().sub_(row).mul_(probabilities)
-            grad_bias += grad_scores.view(chunk, heads, length, length).sum(0)
-            probabilities, grad_scores = probabilities.to(q.dtype), grad_scores.to(q.dtype)
-            grads[0][rows] = (grad_scores @ kc).mul_(scale).view(chunk, heads, length, -1)
-            grads[1][rows] = (grad_scores.transpose(1, 2) @ qc).mul_(scale).view_as(grads[0][rows])
-            grads[2][rows] = (probabilities.transpose(1, 2) @ dout).view_as(grads[0][rows])
-        return *grads, grad_bias.to(ctx.bias_dtype).unsqueeze(0)
-
-
-def biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
-    """softmax(q·kᵀ/√DA + bias)·v with scaled_dot_product_attention's fused kernels.
-
-    q, k, v (N, heads, L, DA); bias (1, heads, L, L), −inf on hidden keys.
-    """
-    if q.device.type == "cpu" and torch.is_grad_enabled() and bias.requires_grad:
-        return _CpuBiasedAttention.apply(q, k, v, bias)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-
-
-@dataclass
-class AttentionCache:
-    """Incremental state of one masked attention layer: per-call constants and the keys and
-    values of the tokens computed so far in every block."""
-
-    projection: Tensor  # (D, 3 · heads · DA): query, key and value weights side by side
-    bias: Tensor  # (1, heads, L, L) score bias with the causal mask
-    keys: Tensor  # (blocks, B, heads, L, DA)
-    values: Tensor  # (blocks, B, heads, L, DA)
 
 
 class BlockLocalAttention(nn.Module):
@@ -418,36 +304,9 @@ class BlockLocalAttention(nn.Module):
         merged = heads.transpose(1, 2).flatten(2)  # head-major channels h·DA + j
         return from_blocks(self.output(merged), self.block, x.shape)
 
-    def new_cache(self, batch: int, blocks: int) -> AttentionCache:
-        """Empty cache for `blocks` blocks of `batch` examples (needs a causal layer)."""
-        if self.causal_mask is None:
-            raise ValueError("incremental attention needs a causal layer")
-        heads, _, da = self.query.shape
-        shape = (blocks, batch, heads, math.prod(self.block), da)
-        return AttentionCache(
-            projection=self.projection(),
-            bias=self.attention_bias(),
-            keys=self.query.new_zeros(shape),
-            values=self.query.new_zeros(shape),
-        )
 
-    def step(self, x: Tensor, cache: AttentionCache, block: int, start: int) -> Tensor:
-        """Output for tokens start, start + 1, … of one block: x (B, n, D) -> (B, n, D).
-
-        Stores their keys and values; the block's earlier tokens must be in the cache already
-        (later entries are never read).
-        """
-        batch, n, _ = x.shape
-        stop = start + n
-        heads = cache.keys.shape[2]
-        qkv = (self.norm(x) @ cache.projection).view(batch, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
-        cache.keys[block, :, :, start:stop] = qkv[1]
-        cache.values[block, :, :, start:stop] = qkv[2]
-        keys, values = cache.keys[block, :, :, :stop], cache.values[block, :, :, :stop]
-        # Written out: the fused SDPA kernel is slow for a handful of queries on CPU.
-        scores = qkv[0] @ keys.transpose(2, 3) / math.sqrt(qkv.shape[-1])
-        weights = torch.softmax(scores + cache.bias[:, :, start:stop, :stop], dim=-1)
-        return self.output((weights @ values).transpose(1, 2).flatten(2))
+# --------------------------------------------------------------------------------------------
+# Layers
 
 
 class FeedForward(nn.Module):
@@ -475,10 +334,9 @@ class TransformerLayer(nn.Module):
         x = x + self.attention(x)
         return x + self.feed_forward(x)
 
-    def step(self, x: Tensor, cache: AttentionCache, block: int, start: int) -> Tensor:
-        """Incremental forward of tokens start, start + 1, … of one block: (B, n, D)."""
-        x = x + self.attention.step(x, cache, block, start)
-        return x + self.feed_forward(x)
+
+# --------------------------------------------------------------------------------------------
+# Encoder: the already generated slices
 
 
 class ContextEncoder(nn.Module):
@@ -504,6 +362,10 @@ class ContextEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x.permute(0, 4, 1, 2, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoder: the current slice
 
 
 class SliceDecoder(nn.Module):
@@ -537,6 +399,10 @@ class SliceDecoder(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return x.permute(0, 4, 1, 2, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Channel predictor: the codes of a position
 
 
 class ChannelPredictor(nn.Module):
@@ -573,7 +439,11 @@ class ChannelPredictor(nn.Module):
         return [self.codebook_logits(h, codes[:, :k], k) for k in range(len(self.output))]
 
 
-class VideoTransformer(nn.Module):
+# --------------------------------------------------------------------------------------------
+# The model
+
+
+class LatentVideoTransformer(nn.Module):
     """ContextEncoder + SliceDecoder + ChannelPredictor."""
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -614,18 +484,7 @@ class VideoTransformer(nn.Module):
         return self.predict(self.decode(slice_codes, self.encode(context, slice_idx)), slice_codes)
 
 
-def slice_loss(logits: Sequence[Tensor], target: Tensor, ignore_mask: Tensor) -> Tensor:
-    """Cross entropy (nats) per codebook, averaged over the batch's non-ignored positions,
-    then averaged over codebooks (`compute_supervised_loss` in vidgen/modeling/meta_arch/vt.py).
-    target (B, NC, t, h, w); ignore_mask (B, 1, t, h, w)."""
-    target = target.masked_fill(ignore_mask, IGNORE_INDEX)
-    losses = [
-        F.cross_entropy(lg, target[:, k], ignore_index=IGNORE_INDEX) for k, lg in enumerate(logits)
-    ]
-    return torch.stack(losses).mean()
-
-
-def whole_video_logits(model: VideoTransformer, video: Tensor) -> Tensor:
+def whole_video_logits(model: LatentVideoTransformer, video: Tensor) -> Tensor:
     """Teacher-forced logits of every position, each slice run once with its own context
     (`calculate_logits_for_entire_video` in vidgen/modeling/meta_arch/vt.py).
 
@@ -642,6 +501,30 @@ def whole_video_logits(model: VideoTransformer, video: Tensor) -> Tensor:
         # Channel k·NV + v of the flattened view is (codebook k, value v).
         take_slice(logits.flatten(1, 2), abc, config.stride).copy_(torch.cat(slice_logits, dim=1))
     return logits
+
+
+# --------------------------------------------------------------------------------------------
+# Loss
+
+
+def slice_loss(logits: Sequence[Tensor], target: Tensor, ignore_mask: Tensor) -> Tensor:
+    """Cross entropy (nats) per codebook, averaged over the batch's non-ignored positions,
+    then averaged over codebooks (`compute_supervised_loss` in vidgen/modeling/meta_arch/vt.py).
+    target (B, NC, t, h, w); ignore_mask (B, 1, t, h, w)."""
+    target = target.masked_fill(ignore_mask, IGNORE_INDEX)
+    losses = [
+        F.cross_entropy(lg, target[:, k], ignore_index=IGNORE_INDEX) for k, lg in enumerate(logits)
+    ]
+    return torch.stack(losses).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Size and optimiser
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameter elements (buffers excluded)."""
+    return sum(p.numel() for p in module.parameters())
 
 
 def optimizer(

@@ -10,8 +10,8 @@ from lvt.atomic import write_json
 from lvt.checkpoints import file_sha256
 from lvt.data.dataset import VideoArrays
 from lvt.devices import select_device
-from lvt.evaluation import bits_per_code, reconstruction_psnr
-from lvt.generate import load_trained_models, videos_long_enough
+from lvt.inference import load_trained_models, videos_long_enough
+from lvt.likelihood import bits_per_code, reconstruction_psnr
 from lvt.stages.common import (
     add_model_inputs,
     add_threads_option,

@@ -30,7 +30,7 @@ from lvt.data.dataset import (
 )
 from lvt.data.progress import BatchedOutput, file_stamp, preallocate
 from lvt.devices import select_device
-from lvt.generate import encode_frames
+from lvt.inference import encode_frames
 from lvt.stages.common import add_threads_option, run_stage, stage_parser
 
 log = logging.getLogger("lvt.stages.extract_codes")

@@ -12,7 +12,7 @@ from typing import Any
 from lvt.atomic import write_json
 from lvt.checkpoints import file_sha256
 from lvt.devices import select_device
-from lvt.evaluation import prediction_summary, scores_against_truth
+from lvt.frame_scores import prediction_summary, scores_against_truth
 from lvt.scoring import ScoringFiles, ScoringInputs
 from lvt.stages.common import add_scoring_arguments, run_stage, stage_parser
 

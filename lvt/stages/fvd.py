@@ -16,8 +16,9 @@ from typing import Any
 from lvt.atomic import write_json
 from lvt.checkpoints import file_sha256
 from lvt.devices import select_device
-from lvt.evaluation import BASELINES, embed, fvd_protocol, fvd_scores
 from lvt.fvd import load_i3d
+from lvt.fvd_scores import embed, fvd_protocol, fvd_scores
+from lvt.protocol import BASELINES
 from lvt.scoring import ScoringFiles, ScoringInputs
 from lvt.stages.common import add_scoring_arguments, run_stage, stage_parser
 

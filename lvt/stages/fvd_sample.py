@@ -16,9 +16,8 @@ from lvt.checkpoints import file_sha256
 from lvt.data.dataset import VideoArrays
 from lvt.data.progress import file_stamp
 from lvt.devices import select_device
-from lvt.evaluation import sample_shard
-from lvt.generate import check_models_fit, load_trained_models
-from lvt.scoring import protocol_from_settings
+from lvt.inference import check_models_fit, load_trained_models
+from lvt.protocol import protocol_from_settings, sample_shard
 from lvt.stages.common import (
     add_model_inputs,
     add_threads_option,

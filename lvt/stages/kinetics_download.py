@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from lvt.config import ConfigError
+from lvt.config import check_kinetics_download
 from lvt.data.kinetics import (
     download_shard,
     journal_path,
@@ -32,18 +32,8 @@ log = logging.getLogger(__name__)
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     """Download this shard's clips and write the outcome manifest --out (settings: source)."""
     kinetics = settings["source"]["kinetics600"]
-    shards = kinetics["shards"]
-    if not 0 <= args.shard < shards:
-        raise ConfigError(f"config key source.kinetics600.shards: is {shards}, so --shard "
-                          f"{args.shard} is out of range")
-    csv_path = kinetics[f"{args.split}_csv"]
-    if not csv_path:
-        raise ConfigError(f"config key source.kinetics600.{args.split}_csv: required")
-    try:
-        kinetics["url_template"].format(youtube_id="x")
-    except (IndexError, KeyError, ValueError) as error:
-        raise ConfigError("config key source.kinetics600.url_template: may hold no other "
-                          f"placeholder than {{youtube_id}} ({error!r})") from error
+    check_kinetics_download(kinetics, args.split, args.shard)
+    csv_path, shards = kinetics[f"{args.split}_csv"], kinetics["shards"]
     valid, _ = read_kinetics_csv(csv_path, kinetics["limit"])
     rows = shard_of(valid, args.shard, shards)
     folder = kinetics["folder"]

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from lvt.data.dataset import VideoArrays
-from lvt.models.transformer import TransformerConfig, VideoTransformer, optimizer
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig, optimizer
 from lvt.stages.common import run_stage, training_parser
 from lvt.training.acceleration import Acceleration
 from lvt.training.loop import LoopSettings
@@ -30,7 +30,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
                                    codebook_size=codebooks["codebook_size"],
                                    **settings["transformer"]["model"])
         torch.manual_seed(train_settings["seed"])
-        model = VideoTransformer(config).to(device)
+        model = LatentVideoTransformer(config).to(device)
         codes = VideoArrays(args.codes, "codes")
         log.info("training on %d code frames of %d videos from %s on %s, %d process(es)",
                  codes.num_items, codes.num_videos, args.codes, device, distributed.world_size)

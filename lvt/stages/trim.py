@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from lvt.atomic import atomic_path
-from lvt.config import ConfigError
-from lvt.data.clips import Window, clip_path, clips_manifest, trim_many
+from lvt.config import check_shard
+from lvt.data.clips import clips_manifest, trim_rows
 from lvt.data.sources import SPLITS, read_manifest, shard_rows, write_manifest
 from lvt.stages.common import run_stage, stage_parser
 
@@ -28,25 +28,11 @@ log = logging.getLogger(__name__)
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     """Trim this shard's videos into --out-dir (settings: preprocess.shards)."""
     shards = settings["preprocess"]["shards"]
-    if not 0 <= args.shard < shards:
-        raise ConfigError(
-            f"config key preprocess.shards: is {shards}, so --shard {args.shard} is out of range"
-        )
+    check_shard("preprocess.shards", shards, args.shard)
     rows = shard_rows(read_manifest(args.manifest), args.split, args.shard, shards)
-    results = []
     with atomic_path(args.out_dir) as tmp:
         tmp.mkdir()
-        todo = [row for row in rows if row.status == "ok"]
-        windows = [
-            Window(row.path, clip_path(tmp, row.video_id), row.start, row.end) for row in todo
-        ]
-        errors = dict(zip((row.video_id for row in todo), trim_many(windows), strict=True))
-        for row in rows:
-            if error := errors.get(row.video_id):
-                log.warning("%s", error)
-                reason = str(error).removeprefix(f"{row.path}: ")
-                row = row.with_status("failed", f"trim: {reason}")
-            results.append(row)
+        results = trim_rows(rows, tmp)
         write_manifest(clips_manifest(tmp), results)
     trimmed = sum(row.status == "ok" for row in results)
     log.info("%s shard %d: trimmed %d of %d videos", args.split, args.shard, trimmed, len(rows))

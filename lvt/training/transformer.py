@@ -1,5 +1,5 @@
-"""Transformer training task: random clips, one random subscale slice per clip; and its
-held-out score, bits per code on fixed test clips.
+"""Transformer training task: random clips, one random subscale slice per clip, built into the
+model's inputs and targets; and its held-out score, bits per code on fixed test clips.
 
 As the authors' code at commit 0899c21 trains it (examples from `DatasetMapper`, RMSprop and
 batch of configs/vt/DSFVT.yaml):
@@ -8,23 +8,82 @@ https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/data/dataset_mapper.py
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from lvt.data.dataset import VideoArrays
 from lvt.errors import InputError
-from lvt.evaluation import bits_per_code
-from lvt.generate import videos_long_enough
+from lvt.inference import videos_long_enough
+from lvt.likelihood import bits_per_code
 from lvt.metrics import nats_to_bits
-from lvt.models import transformer
-from lvt.models.transformer import VideoTransformer
+from lvt.models.transformer import (
+    Abc,
+    LatentVideoTransformer,
+    TransformerConfig,
+    slice_context,
+    slice_index,
+    slice_loss,
+    take_slice,
+)
 from lvt.tensors import to_device
 from lvt.training.acceleration import PLAIN, Acceleration
 from lvt.training.distributed import SINGLE_PROCESS, Distributed
 from lvt.training.placement import PlacedTask
+
+
+def random_slices(
+    batch: int,
+    stride: Sequence[int],
+    n_prime: int,
+    generator: torch.Generator | None = None,
+    frames: int | None = None,
+) -> list[Abc]:
+    """One uniformly random slice per example (`DatasetMapper` in dataset_mapper.py).
+
+    When a slice is one whole frame (sh = sw = 1 and st = `frames`, the clip length; `frames`
+    defaults to st), a is drawn from [n_prime, st − 1] so that no example is a priming frame.
+    """
+    st, sh, sw = stride
+    whole_frame = sh == 1 and sw == 1 and (frames is None or frames == st)
+    low = n_prime if whole_frame else 0
+    if low >= st:
+        raise ValueError(f"no slice to train on: n_prime {n_prime} with stride {tuple(stride)}")
+    slices = []
+    for _ in range(batch):
+        a = int(torch.randint(low, st, (), generator=generator))
+        b = int(torch.randint(0, sh, (), generator=generator))
+        c = int(torch.randint(0, sw, (), generator=generator))
+        slices.append((a, b, c))
+    return slices
+
+
+def training_batch(
+    clips: Tensor, slices: Sequence[Sequence[int]], config: TransformerConfig, n_prime: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Build (context, target_slice, ignore_mask, slice_idx) with one slice per clip.
+
+    ignore_mask (B, 1, t, h, w) marks slice positions in the clip's first `n_prime` frames.
+    """
+    if len(slices) != clips.shape[0]:
+        raise ValueError(f"{len(slices)} slices for {clips.shape[0]} clips")
+    frame = torch.arange(clips.shape[2], device=clips.device).view(1, 1, -1, 1, 1)
+    priming = (frame < n_prime).expand(1, 1, *clips.shape[2:])
+    contexts, targets, ignore = [], [], []
+    for clip, abc in zip(clips.split(1), slices, strict=True):
+        contexts.append(slice_context(clip, abc, config))
+        targets.append(take_slice(clip, abc, config.stride))
+        ignore.append(take_slice(priming, abc, config.stride))
+    index = [slice_index(abc, config.stride) for abc in slices]
+    return (
+        torch.cat(contexts),
+        torch.cat(targets),
+        torch.cat(ignore),
+        torch.tensor(index, dtype=torch.long, device=clips.device),
+    )
 
 
 class TransformerTraining(PlacedTask):
@@ -38,7 +97,7 @@ class TransformerTraining(PlacedTask):
 
     def __init__(
         self,
-        model: VideoTransformer,
+        model: LatentVideoTransformer,
         codes: VideoArrays,
         clip_frames: int,
         n_prime: int,
@@ -77,16 +136,16 @@ class TransformerTraining(PlacedTask):
 
     def step(self) -> dict[str, float]:
         clips = self.clips()
-        slices = transformer.random_slices(
+        slices = random_slices(
             self.batch_size, self.model.config.stride, self.n_prime, self.generator,
             frames=self.clip_frames,
         )[self.share]
-        context, target, ignore, index = transformer.training_batch(
+        context, target, ignore, index = training_batch(
             clips, slices, self.model.config, self.n_prime
         )
         with self.acceleration.autocast(self.device):
             logits = self.network(context, target, index)
-            loss = transformer.slice_loss(logits, target, ignore)
+            loss = slice_loss(logits, target, ignore)
         weighted = self._weighted_by_positions(loss, ignore)
         self.optimizer.zero_grad(set_to_none=True)
         weighted.backward()
@@ -120,7 +179,7 @@ class TransformerTraining(PlacedTask):
 
 
 class HeldOutBits:
-    """Teacher-forced bits per code (`lvt.evaluation.bits_per_code`, as the evaluate stage
+    """Teacher-forced bits per code (`lvt.likelihood.bits_per_code`, as the evaluate stage
     scores the test split) of the training model on the first `clip_frames` code frames of the
     first `videos` held-out videos long enough, `n_prime` leading frames left out as in
     training: the same clips at every evaluation, so the curve shows the model alone changing.
@@ -134,7 +193,7 @@ class HeldOutBits:
 
     def __init__(
         self,
-        model: VideoTransformer,
+        model: LatentVideoTransformer,
         codes: VideoArrays,
         videos: int,
         clip_frames: int,

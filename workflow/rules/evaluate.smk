@@ -28,10 +28,8 @@ rule evaluate:
 
 
 rule fvd:
-    """FVD: samples vs real clips, samples vs VQ-VAE reconstructions, reconstructions vs real.
-
-    frame_scores runs the same way on the same inputs, with its own stage module.
-    """
+    """FVD: samples vs real clips, samples vs VQ-VAE reconstructions, reconstructions vs real,
+    copy-last-frame vs real."""
     input:
         **MODELS_AND_TEST_CODES,
         dataset=TEST_DATASET,
@@ -49,21 +47,36 @@ rule fvd:
         mem_mb=16000,
         gpu=1,
     params:
-        stage="lvt.stages.fvd",
         settings=settings("fvd", "evaluate"),
     shell:
-        "python -m {params.stage:q} --settings {params.settings:q} --vqvae {input.vqvae:q}"
+        "python -m lvt.stages.fvd --settings {params.settings:q} --vqvae {input.vqvae:q}"
         " --transformer {input.transformer:q} --codes {input.codes:q} --dataset {input.dataset:q}"
         " --samples {input.samples:q} --threads {threads} --out {output.scores:q} > {log:q} 2>&1"
 
 
-use rule fvd as frame_scores with:
-    """PSNR and SSIM of the predicted frames per time step: best of K samples and their mean."""
+rule frame_scores:
+    """PSNR and SSIM of the predicted frames per time step: best of K samples and their mean,
+    beside copy-last-frame and the VQ-VAE reconstruction."""
+    input:
+        **MODELS_AND_TEST_CODES,
+        dataset=TEST_DATASET,
+        samples=fvd_sample_shards,
     output:
         scores=f"results/{RUN}/evaluation/frame_scores.json",
     log:
         f"results/{RUN}/logs/frame_scores.log",
     benchmark:
         f"results/{RUN}/benchmarks/frame_scores.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=16000,
+        gpu=1,
     params:
-        stage="lvt.stages.frame_scores",
+        settings=settings("fvd", "evaluate"),
+    shell:
+        "python -m lvt.stages.frame_scores --settings {params.settings:q}"
+        " --vqvae {input.vqvae:q} --transformer {input.transformer:q} --codes {input.codes:q}"
+        " --dataset {input.dataset:q} --samples {input.samples:q} --threads {threads}"
+        " --out {output.scores:q} > {log:q} 2>&1"

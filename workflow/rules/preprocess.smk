@@ -1,4 +1,7 @@
-# trim -> frames -> crop. Sharded per split; full-resolution intermediates are temporary.
+# trim -> frames -> crop: trim cuts each video's window (stream copies); frames decodes it and
+# center-crops and resizes each frame, in one FFmpeg filter graph; crop packs the frames of a
+# split into its HDF5 dataset (the name is the stage users know; it crops nothing itself).
+# Sharded per split; full-resolution intermediates are temporary.
 # Snakemake cannot target a rule with wildcards, so each stage's jobs are `<stage>_shard` or
 # `<stage>_split`, and the rule named after the stage collects all of them: `snakemake crop`.
 
@@ -11,13 +14,13 @@ if config["source"]["kind"] != "bair":
         localrule: True
 
     rule frames:
-        """Target: every frames job."""
+        """Target: every frames job (decode, center crop, resize)."""
         input:
             every_shard(f"results/{RUN}/frames/{{split}}/shard{{shard}}.h5"),
         localrule: True
 
     rule crop:
-        """Target: both packed splits."""
+        """Target: both packed splits (packing only; the frames jobs did the center crop)."""
         input:
             every_split(f"results/{RUN}/data/{{split}}.h5"),
         localrule: True
@@ -45,7 +48,8 @@ if config["source"]["kind"] != "bair":
             " > {log:q} 2>&1"
 
     rule frames_shard:
-        """Decode one shard's clips (optional fps resampling): central square, resized (Lanczos)."""
+        """Decode one shard's clips: the window, optional fps resampling, then each frame's
+        central square resized (Lanczos), in one FFmpeg filter graph (lvt.data.frames)."""
         input:
             clips=f"results/{RUN}/clips/{{split}}/shard{{shard}}",
         output:
@@ -66,7 +70,10 @@ if config["source"]["kind"] != "bair":
             " --out {output.frames:q} > {log:q} 2>&1"
 
     rule crop_split:
-        """Pack a split's center-cropped frames into one HDF5 dataset (the frames jobs cropped them)."""
+        """Pack a split's frame shards into one HDF5 dataset and its report (lvt.data.packing).
+
+        No cropping happens here: the frames jobs already center-cropped and resized.
+        """
         input:
             frames=frame_shards,
         output:

@@ -1,30 +1,58 @@
-"""Fast exact sampling: the plain sampler's draws with incremental decoding.
+"""The SliceDecoder computed one position at a time, for sampling.
 
 The decoder's output at a position depends only on earlier positions of its slice, so instead of
-recomputing the whole slice for every position, each position is computed once: the causal
-convolution from the window of already embedded codes around it, the positional encoding and
-projected encoder output taken at it, and every masked attention layer with a key/value cache
-per block. Positions, slices and random calls follow the plain sampler (`lvt.sampling`) exactly,
-so a seed gives the same codes; only the summation order of the floating-point work differs.
+recomputing the whole slice for every sampled position, each position is computed once: the
+causal convolution from the window of already embedded codes around it, the positional encoding
+and projected encoder output taken at it, and every masked attention layer with a cache of the
+keys and values of the block's earlier tokens. The outputs equal `SliceDecoder.forward`'s up to
+the summation order of the floating-point work (tests/test_sampling.py).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lvt.models.transformer import (
-    CausalConv3d,
-    SliceDecoder,
-    VideoTransformer,
-    take_slice,
-    to_blocks,
-)
-from lvt.sampling import draw_codes, encode_slice, sampling_plan
+from lvt.models.transformer import BlockLocalAttention, CausalConv3d, SliceDecoder, to_blocks
+
+
+class CachedAttention:
+    """A causal BlockLocalAttention computed a few tokens at a time, keeping the keys and values
+    of the tokens computed so far in every block."""
+
+    def __init__(self, attention: BlockLocalAttention, batch: int, blocks: int) -> None:
+        if attention.causal_mask is None:
+            raise ValueError("incremental attention needs a causal layer")
+        heads, _, da = attention.query.shape
+        shape = (blocks, batch, heads, math.prod(attention.block), da)
+        self.attention = attention
+        self.projection = attention.projection()  # (D, 3 · heads · DA)
+        self.bias = attention.attention_bias()  # (1, heads, L, L), with the causal mask
+        self.keys = attention.query.new_zeros(shape)  # (blocks, B, heads, L, DA)
+        self.values = attention.query.new_zeros(shape)
+
+    def step(self, x: Tensor, block: int, start: int) -> Tensor:
+        """Output for tokens start, start + 1, … of one block: x (B, n, D) -> (B, n, D).
+
+        Stores their keys and values; the block's earlier tokens must be in the cache already
+        (later entries are never read).
+        """
+        batch, n, _ = x.shape
+        stop = start + n
+        heads = self.keys.shape[2]
+        qkv = self.attention.norm(x) @ self.projection
+        qkv = qkv.view(batch, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        self.keys[block, :, :, start:stop] = qkv[1]
+        self.values[block, :, :, start:stop] = qkv[2]
+        keys, values = self.keys[block, :, :, :stop], self.values[block, :, :, :stop]
+        # Written out: the fused SDPA kernel is slow for a handful of queries on CPU.
+        scores = qkv[0] @ keys.transpose(2, 3) / math.sqrt(qkv.shape[-1])
+        weights = torch.softmax(scores + self.bias[:, :, start:stop, :stop], dim=-1)
+        return self.attention.output((weights @ values).transpose(1, 2).flatten(2))
 
 
 class IncrementalDecoder:
@@ -59,7 +87,9 @@ class IncrementalDecoder:
         self.positional = to_blocks(decoder.positional_encoding(t, h, w)[None], block)
         self.conv_weight = decoder.causal_conv.masked_weight().flatten(1).T  # (DE · 27, D)
         blocks = self.windows.shape[0]
-        self.caches = [layer.attention.new_cache(batch, blocks) for layer in decoder.layers]
+        self.attention = [
+            CachedAttention(layer.attention, batch, blocks) for layer in decoder.layers
+        ]
         self.embedded = self.context = torch.empty(0)
 
     def start(self, slice_codes: Tensor, z: Tensor, primed_frames: int) -> None:
@@ -75,13 +105,17 @@ class IncrementalDecoder:
                 self.advance(block, 0, count)
 
     def advance(self, block: int, start: int, stop: int) -> Tensor:
-        """Decoder output y (B, n, D) of tokens start … stop − 1 of `block`; caches them."""
+        """Decoder output y (B, n, D) of tokens start … stop − 1 of `block`; caches them.
+
+        Each layer as `TransformerLayer.forward`: attention, then feed-forward, each residual.
+        """
         windows = self.embedded.flatten(2)[:, :, self.windows[block, start:stop]]
         x = windows.transpose(1, 2).flatten(2) @ self.conv_weight + self.decoder.causal_conv.bias
         x = x + self.positional[block, start:stop]
         x = x + self.context[:, block, start:stop]
-        for layer, cache in zip(self.decoder.layers, self.caches, strict=True):
-            x = layer.step(x, cache, block, start)
+        for layer, attention in zip(self.decoder.layers, self.attention, strict=True):
+            x = x + attention.step(x, block, start)
+            x = x + layer.feed_forward(x)
         return x
 
     def decode(self, t: int, h: int, w: int) -> Tensor:
@@ -93,35 +127,3 @@ class IncrementalDecoder:
     def write(self, t: int, h: int, w: int, codes: Tensor) -> None:
         """Make the codes (B, NC) at slice position (t, h, w) visible to later positions."""
         self.embedded[:, :, t + 2, h + 2, w + 1] = self.decoder.embed(codes)
-
-
-@torch.no_grad()
-def sample_codes_fast(
-    model: VideoTransformer,
-    prime_video: Tensor,
-    n_prime: int,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> Tensor:
-    """`lvt.sampling.sample_codes` with incremental decoding: same arguments, same draws."""
-    config = model.config
-    video = prime_video.clone()
-    plan = sampling_plan(config, video.shape[2:], n_prime)
-    total, done = sum(len(positions) for _, _, positions in plan), 0
-    decoder = None
-    for index, abc, positions in plan:
-        codes = take_slice(video, abc, config.stride).clone()
-        if decoder is None:
-            decoder = IncrementalDecoder(model.decoder, video.shape[0], codes.shape[2:],
-                                         config.decoder_block)
-        decoder.start(codes, encode_slice(model, video, index, abc), primed_frames=positions[0][0])
-        for t, h, w in positions:
-            drawn = draw_codes(model.predictor, decoder.decode(t, h, w), temperature, generator)
-            codes[:, :, t, h, w] = drawn
-            decoder.write(t, h, w, drawn)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        take_slice(video, abc, config.stride).copy_(codes)
-    return video

@@ -1,8 +1,9 @@
-"""From frames to codes and back, and completing code videos from their priming frames."""
+"""Trained models in use: loading the VQ-VAE and transformer files, checking that they fit
+each other and a code grid, turning frames into codes and codes into frames, and choosing the
+videos long enough to complete or score."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +14,8 @@ from lvt.checkpoints import load_model
 from lvt.config import tiling_misfit
 from lvt.data.dataset import VideoArrays
 from lvt.errors import InputError
-from lvt.fast_sampling import sample_codes_fast
 from lvt.images import frames_to_images, images_to_frames
-from lvt.models.transformer import TransformerConfig, VideoTransformer
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 
 
@@ -25,7 +25,7 @@ class TrainedModels:
 
     vqvae: VQVAE
     vqvae_config: VQVAEConfig
-    transformer: VideoTransformer
+    transformer: LatentVideoTransformer
     transformer_config: TransformerConfig
 
 
@@ -60,26 +60,6 @@ def decode_videos(vqvae: VQVAE, videos: torch.Tensor, device: torch.device) -> n
     flat = videos.permute(0, 2, 1, 3, 4).reshape(batch * frames, codebooks, height, width)
     decoded = decode_codes(vqvae, flat, device)
     return decoded.reshape(batch, frames, *decoded.shape[1:])
-
-
-def complete_videos(
-    transformer: VideoTransformer,
-    prime_codes: torch.Tensor,
-    frames: int,
-    temperature: float,
-    generator: torch.Generator | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Sample `frames`-long code videos (B, codebooks, T, h, w) that start with `prime_codes`.
-
-    `prime_codes` (B, codebooks, n_prime, h, w) are kept fixed, as in the reference sampler;
-    `progress(done, total)` is called after every sampled position.
-    """
-    batch, codebooks, n_prime, height, width = prime_codes.shape
-    video = prime_codes.new_zeros((batch, codebooks, frames, height, width))
-    video[:, :, :n_prime] = prime_codes
-    return sample_codes_fast(transformer, video, n_prime, temperature=temperature,
-                             generator=generator, progress=progress)
 
 
 def videos_long_enough(arrays: VideoArrays, frames: int, limit: int | None) -> list[int]:
