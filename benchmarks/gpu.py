@@ -64,7 +64,7 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
+from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -89,6 +89,7 @@ from train import (  # noqa: E402
 
 from lvt.atomic import write_json  # noqa: E402
 from lvt.checkpoints import read_payload  # noqa: E402
+from lvt.config import paper_model_configs, validate  # noqa: E402
 from lvt.data.dataset import VideoArrays, VideoArraysWriter  # noqa: E402
 from lvt.devices import available_cpus  # noqa: E402
 from lvt.fvd import I3D, i3d_embeddings  # noqa: E402
@@ -103,20 +104,31 @@ from lvt.models.transformer import (  # noqa: E402
 )
 from lvt.models.vqvae import VQVAE, VQVAEConfig  # noqa: E402
 from lvt.sampling import sample_codes, sample_codes_fast, sampling_plan  # noqa: E402
+from lvt.stages.common import from_section  # noqa: E402
 from lvt.stages.extract_codes import BATCH_FRAMES  # noqa: E402
 from lvt.training.acceleration import PLAIN, Acceleration, set_tf32  # noqa: E402
 from lvt.training.distributed import Distributed  # noqa: E402
 from lvt.training.loop import LoopSettings, checkpoint_name, train  # noqa: E402
-from lvt.training.transformer import TransformerTraining  # noqa: E402
-from lvt.training.vqvae import VQVAETraining  # noqa: E402
+from lvt.training.transformer import (  # noqa: E402
+    ClipSettings,
+    RMSpropSettings,
+    TransformerTraining,
+)
+from lvt.training.vqvae import AdamSettings, VQVAETraining  # noqa: E402
 
 log = logging.getLogger("benchmarks.gpu")
 
-TRANSFORMER_STEPS, VQVAE_STEPS = 600_000, 500_000  # the paper's training lengths
 PROTOCOL_CLIPS = 25_600  # BAIR: 256 test videos x 100 samples
 FVD_CLIPS = 25_856  # the protocol's generated clips and the 256 real ones through I3D
 BAIR_FRAMES = 43_520 * 30  # every frame extract_codes encodes for BAIR
-CLIP_FRAMES, N_PRIME, CODE_SIZE, IMAGE_SIZE = 16, 1, 16, 64
+CODE_SIZE, IMAGE_SIZE = 16, 64
+PAPER_VQVAE, PAPER_TRANSFORMER = paper_model_configs()  # PR-DVQVAE2, DSFVT
+_VQVAE_TRAIN, _TRANSFORMER_TRAIN = (validate({})[name]["train"]
+                                    for name in ("vqvae", "transformer"))  # the paper's
+PAPER_ADAM = {"lr": _VQVAE_TRAIN["lr"], "betas": tuple(_VQVAE_TRAIN["betas"])}
+PAPER_RMSPROP = {key: _TRANSFORMER_TRAIN[key] for key in ("lr", "alpha", "momentum", "eps")}
+TRANSFORMER_STEPS, VQVAE_STEPS = _TRANSFORMER_TRAIN["steps"], _VQVAE_TRAIN["steps"]
+CLIP_FRAMES, N_PRIME = _TRANSFORMER_TRAIN["clip_frames"], _TRANSFORMER_TRAIN["n_prime"]
 GOAL_SPEEDUP, GOAL_TRAINING_HOURS, GOAL_PROTOCOL_MINUTES = 3.0, 24.0, 15.0
 PARTS = {  # name: share of the budget (two torch.compile runs make the first two the longest)
     "checks": 0.32,
@@ -174,12 +186,12 @@ class Sizes:
 
 
 PAPER = Sizes(
-    transformer=TransformerConfig(),
-    vqvae=VQVAEConfig(),
+    transformer=PAPER_TRANSFORMER,
+    vqvae=PAPER_VQVAE,
     sampler_model={"codebooks": 4, "codebook_size": 64, "embedding_dim": 16, "model_dim": 32,
                    "head_dim": 8, "heads": 4, "encoder_layers": 2, "decoder_layers": 2},
     sampler_prime=1,
-    resume_transformer=TransformerConfig(encoder_layers=2, decoder_layers=2),
+    resume_transformer=replace(PAPER_TRANSFORMER, encoder_layers=2, decoder_layers=2),
     resume_batch=8,
     check_batch=16,
     logits_batch=2,
@@ -195,11 +207,12 @@ PAPER = Sizes(
     warmup=2,
     repeats=10,
 )
-TINY_TRANSFORMER = TransformerConfig(codebook_size=16, embedding_dim=8, model_dim=16, head_dim=4,
-                                     heads=2, encoder_layers=1, decoder_layers=1)
+TINY_TRANSFORMER = replace(PAPER_TRANSFORMER, codebook_size=16, embedding_dim=8, model_dim=16,
+                           head_dim=4, heads=2, encoder_layers=1, decoder_layers=1)
 SMOKE = Sizes(
     transformer=TINY_TRANSFORMER,
-    vqvae=VQVAEConfig(channels=32, residual_channels=16, residual_blocks=1, codebook_size=64),
+    vqvae=replace(PAPER_VQVAE, channels=32, residual_channels=16, residual_blocks=1,
+                  codebook_size=64),
     sampler_model={"codebooks": 2, "codebook_size": 8, "embedding_dim": 8, "model_dim": 12,
                    "head_dim": 4, "heads": 2, "encoder_layers": 1, "decoder_layers": 1},
     sampler_prime=12,
@@ -536,28 +549,34 @@ def check_attention(run: Run) -> dict[str, dict[str, Any]]:
     return results
 
 
+def pipeline_loop(kind: str, **changes: Any) -> LoopSettings:
+    """The loop settings a training stage makes of the schema's `<kind>.train` defaults
+    (precision auto, no compile), with seed 1 and `changes`."""
+    return from_section(LoopSettings, {**validate({})[kind]["train"], "seed": 1, **changes})
+
+
 def resume_task(run: Run, kind: str, device: torch.device) -> TransformerTraining | VQVAETraining:
     """A training task as the stages make it (pipeline defaults: precision auto, fused Adam on
     CUDA), seeded, on `device`, reading the synthetic HDF5 data."""
     distributed = Distributed(rank=0, world_size=1, device=device)
-    acceleration = Acceleration.from_settings({"precision": "auto", "compile": False}, device)
     torch.manual_seed(0)
     if kind == "transformer":
         model = LatentVideoTransformer(run.sizes.resume_transformer)
-        return TransformerTraining(model, run.data["codes"], CLIP_FRAMES, N_PRIME,
-                                   run.sizes.resume_batch, vt.optimizer(model), seed=1,
-                                   distributed=distributed, acceleration=acceleration)
-    return VQVAETraining(VQVAE(run.sizes.vqvae), run.data["frames"], run.sizes.vqvae_check_batch,
-                         lr=3e-4, betas=(0.9, 0.9), seed=1, distributed=distributed,
-                         acceleration=acceleration, fused_adam=device.type == "cuda")
+        return TransformerTraining(model, run.data["codes"],
+                                   pipeline_loop(kind, batch_size=run.sizes.resume_batch),
+                                   ClipSettings(CLIP_FRAMES, N_PRIME),
+                                   RMSpropSettings(**PAPER_RMSPROP), distributed)
+    return VQVAETraining(VQVAE(run.sizes.vqvae), run.data["frames"],
+                         pipeline_loop(kind, batch_size=run.sizes.vqvae_check_batch),
+                         AdamSettings(**PAPER_ADAM, fused_adam=True), distributed)
 
 
 def train_steps(run: Run, kind: str, steps: int,
                 state_dir: Path) -> TransformerTraining | VQVAETraining:
     """Train a fresh task to `steps` with the training loop, resuming from `state_dir`."""
     task = resume_task(run, kind, run.device)
-    train(task, LoopSettings(steps, checkpoint_every=4, log_every=4), state_dir, "gpu-benchmark",
-          log, Distributed(rank=0, world_size=1, device=run.device))
+    train(task, pipeline_loop(kind, steps=steps, checkpoint_every=4, log_every=4), state_dir,
+          "gpu-benchmark", log, Distributed(rank=0, world_size=1, device=run.device))
     return task
 
 
@@ -699,18 +718,18 @@ def model_step(run: Run, kind: str, reference: bool, batch: int,
         config = run.sizes.transformer
         model = seeded(lambda: (ReferenceVideoTransformer if reference else LatentVideoTransformer)(
             config)).to(device).train()
-        optimizers: list[torch.optim.Optimizer] = [vt.optimizer(model)]
+        optimizers: list[torch.optim.Optimizer] = [vt.optimizer(model, **PAPER_RMSPROP)]
         loss = transformer_loss(config, batch, device)
     else:
         model = seeded(lambda: (ReferenceVQVAE if reference else VQVAE)(run.sizes.vqvae))
         model.to(device).train()
         images = images_batch(batch, seed=1).to(device)
         if reference:
-            optimizers = [torch.optim.Adam(part.parameters(), lr=3e-4, betas=(0.9, 0.9))
+            optimizers = [torch.optim.Adam(part.parameters(), **PAPER_ADAM)
                           for part in (model.net_e, model.net_g)]
             loss = lambda network: network(images)  # noqa: E731 (the reference returns the loss)
         else:
-            optimizers = list(vqvae.optimizers(model, fused=run.cuda).values())
+            optimizers = list(vqvae.optimizers(model, **PAPER_ADAM, fused=run.cuda).values())
             loss = lambda network: network(images).loss  # noqa: E731
     network = prepare(model, acceleration, run.compile_backend)
     return optimisation_step(lambda: loss(network), optimizers, acceleration.autocast(device))
@@ -795,7 +814,7 @@ def part_transformer_training(run: Run, clock: Clock) -> None:
     last (its compile may take long) bf16 + compile."""
     batch, config = run.sizes.train_batch, run.sizes.transformer
     section = run.report["timings"]["transformer_training"] = {
-        "model": "DSFVT" if config == TransformerConfig() else asdict(config), "batch": batch,
+        "model": "DSFVT" if config == PAPER_TRANSFORMER else asdict(config), "batch": batch,
         "rows": [], "note": "model rows: the model alone on a fixed batch; pipeline row: "
                             "TransformerTraining.step, clips read from HDF5"}
     rows = section["rows"]
@@ -815,12 +834,10 @@ def part_transformer_training(run: Run, clock: Clock) -> None:
 
     def pipeline_step() -> Callable[[], Any]:
         model = seeded(lambda: LatentVideoTransformer(config))
-        acceleration = Acceleration.from_settings({"precision": "auto", "compile": False},
-                                                  run.device)
         tasks[:] = [TransformerTraining(
-            model, run.data["codes"], CLIP_FRAMES, N_PRIME, batch, vt.optimizer(model), seed=1,
-            distributed=Distributed(rank=0, world_size=1, device=run.device),
-            acceleration=acceleration)]
+            model, run.data["codes"], pipeline_loop("transformer", batch_size=batch),
+            ClipSettings(CLIP_FRAMES, N_PRIME), RMSpropSettings(**PAPER_RMSPROP),
+            Distributed(rank=0, world_size=1, device=run.device))]
         return tasks[0].step
 
     timed_rows(run, clock, rows, TRANSFORMER_STEPS,
@@ -844,12 +861,12 @@ def vqvae_rows(run: Run, clock: Clock, batch: int, entry: dict[str, Any]) -> Non
     read as the task reads them)."""
     rows = entry["rows"]
     frames, device = run.data["frames"], run.device
-    auto = Acceleration.from_settings({"precision": "auto", "compile": False}, device)
+    loop = pipeline_loop("vqvae", batch_size=batch)
+    auto = Acceleration.from_settings(loop, device)
 
     def pipeline_step() -> Callable[[], Any]:
-        task = VQVAETraining(seeded(lambda: VQVAE(run.sizes.vqvae)), frames, batch, lr=3e-4,
-                             betas=(0.9, 0.9), seed=1, distributed=Distributed(0, 1, device),
-                             acceleration=auto, fused_adam=run.cuda)
+        task = VQVAETraining(seeded(lambda: VQVAE(run.sizes.vqvae)), frames, loop,
+                             AdamSettings(**PAPER_ADAM, fused_adam=True), Distributed(0, 1, device))
         return task.step
 
     timed_rows(run, clock, rows, VQVAE_STEPS, [

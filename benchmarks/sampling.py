@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 import torch
 
-from lvt.models.transformer import LatentVideoTransformer, TransformerConfig, count_parameters
+from lvt.config import paper_model_configs
+from lvt.models.transformer import LatentVideoTransformer, count_parameters
 from lvt.sampling import encode_slice, sample_codes, sample_codes_fast, sampling_plan
 
 FRAMES, SIZE, N_PRIME = 16, 16, 1
@@ -136,7 +137,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = TransformerConfig()
+    _, config = paper_model_configs()  # DSFVT
     model = LatentVideoTransformer(config).eval()
     plan = sampling_plan(config, (FRAMES, SIZE, SIZE), N_PRIME)
     positions = sum(len(p) for _, _, p in plan)

@@ -46,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from preprocess import machine  # noqa: E402
 
+from lvt.config import validate  # noqa: E402
 from lvt.data.dataset import CHUNK_ITEMS, VideoArrays, VideoArraysWriter  # noqa: E402
 from lvt.data.frames import read_frames  # noqa: E402
-from lvt.data.synthetic import _encode, write_synthetic_videos  # noqa: E402
+from lvt.data.synthetic import SyntheticVideos, _encode, write_synthetic_videos  # noqa: E402
 from lvt.images import frames_to_images  # noqa: E402
 
 try:
@@ -186,8 +187,10 @@ def camera_videos(folder: Path, videos: int, frames: int, seed: int,
 
 def demo_videos(folder: Path, videos: int, frames: int, seed: int) -> list[np.ndarray]:
     """The demo's bouncing shapes (config.yaml's size, speed and count), decoded to 64x64."""
-    rows = write_synthetic_videos(folder, videos, 0, frames / 30, 0.0, frames / 30, 30, 128, 96,
-                                  3, seed)
+    demo = SyntheticVideos(**{**validate({})["source"]["synthetic"], "train_videos": videos,
+                              "test_videos": 0, "seconds": frames / 30, "window_start": 0.0,
+                              "window_seconds": frames / 30, "seed": seed})
+    rows = write_synthetic_videos(folder, demo)
     return [read_frames(row.path, None, SIZE)[0] for row in rows]
 
 

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -37,12 +38,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_model import ReferenceVideoTransformer, ReferenceVQVAE  # noqa: E402
 
+from lvt.config import model_configs, validate  # noqa: E402
 from lvt.models import transformer as vt  # noqa: E402
 from lvt.models import vqvae  # noqa: E402
 from lvt.original import import_transformer, import_vqvae  # noqa: E402
-from lvt.training.transformer import random_slices, training_batch  # noqa: E402
+from lvt.stages.common import from_section  # noqa: E402
+from lvt.training.transformer import (  # noqa: E402
+    RMSpropSettings,
+    random_slices,
+    training_batch,
+)
+from lvt.training.vqvae import AdamSettings  # noqa: E402
 
 FRAMES, SIZE, N_PRIME = 16, 64, 1
+PAPER = validate({})
+"""The paper's models and optimisers are the configuration schema's defaults."""
+VQVAE_CONFIG, TRANSFORMER_CONFIG = model_configs(PAPER)
+RMSPROP = from_section(RMSpropSettings, PAPER["transformer"]["train"])
+ADAM = from_section(AdamSettings, PAPER["vqvae"]["train"])
 LOSS_TOLERANCE = 1e-4
 Step = Callable[[], float]
 
@@ -81,14 +94,14 @@ def images_batch(batch: int, seed: int) -> torch.Tensor:
 def check_same_model() -> None:
     """Reference and ours with the same weights give the same loss on the same batch."""
     torch.manual_seed(0)
-    reference = ReferenceVideoTransformer(vt.TransformerConfig())
+    reference = ReferenceVideoTransformer(TRANSFORMER_CONFIG)
     ours, config = import_transformer(reference.state_dict())
     context, target, ignore, index = transformer_batch(config, 2, seed=1)
     with torch.no_grad():
         losses = [vt.slice_loss(model(context, target, index), target, ignore).item()
                   for model in (reference, ours)]
     report_check("transformer", *losses)
-    reference = ReferenceVQVAE(vqvae.VQVAEConfig())
+    reference = ReferenceVQVAE(VQVAE_CONFIG)
     ours, _ = import_vqvae(*reference.original_state())
     images = images_batch(4, seed=1)
     with torch.no_grad():
@@ -112,10 +125,10 @@ def build_step(model_name: str, variant: str, batch: int, device: torch.device,
                               enabled=ours and (cuda or variant == "ours-bf16"))
     torch.manual_seed(0)
     if model_name == "transformer":
-        config = vt.TransformerConfig()
+        config = TRANSFORMER_CONFIG
         model = (vt.LatentVideoTransformer(config) if ours else ReferenceVideoTransformer(config))
         model = model.to(device).train()
-        optimizer = vt.optimizer(model)
+        optimizer = vt.optimizer(model, **asdict(RMSPROP))
         inputs = [t.to(device) for t in transformer_batch(config, batch, seed=1)]
         forward = torch.compile(model) if compile_model and ours else model
         context, target, ignore, index = inputs
@@ -125,15 +138,13 @@ def build_step(model_name: str, variant: str, batch: int, device: torch.device,
 
         optimizers = [optimizer]
     else:
-        config = vqvae.VQVAEConfig()
         if ours:
-            model = vqvae.VQVAE(config).to(device).train()
-            optimizers = [torch.optim.Adam(part.parameters(), lr=3e-4, betas=(0.9, 0.9),
-                                           fused=cuda or None)
-                          for part in (model.encoder, model.decoder)]
+            model = vqvae.VQVAE(VQVAE_CONFIG).to(device).train()
+            optimizers = list(vqvae.optimizers(model, lr=ADAM.lr, betas=ADAM.betas,
+                                               fused=cuda and ADAM.fused_adam).values())
         else:
-            model = ReferenceVQVAE(config).to(device).train()
-            optimizers = [torch.optim.Adam(part.parameters(), lr=3e-4, betas=(0.9, 0.9))
+            model = ReferenceVQVAE(VQVAE_CONFIG).to(device).train()
+            optimizers = [torch.optim.Adam(part.parameters(), lr=ADAM.lr, betas=ADAM.betas)
                           for part in (model.net_e, model.net_g)]
         images = images_batch(batch, seed=1).to(device)
         forward = torch.compile(model) if compile_model and ours else model

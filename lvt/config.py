@@ -1,7 +1,8 @@
 """Validate pipeline configuration against the project's one schema.
 
 Snakemake (workflow/rules/common.smk) and every stage module call `validate`, so a bad key or
-value fails the same way, naming the key, before any work is done. Defaults come from the schema.
+value fails the same way, naming the key, before any work is done. Defaults come from the schema
+and from nowhere else: the model configs have none, `model_configs` builds them from settings.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from lvt.models.transformer import TransformerConfig
+    from lvt.models.vqvae import VQVAEConfig
 
 LATENT_DOWNSAMPLING = 4
 """The VQ-VAE maps a size×size frame to a (size/4)×(size/4) grid of codes."""
@@ -124,6 +129,26 @@ def settings_json(config: Mapping[str, Any], *sections: str) -> str:
     Handing a stage only its sections means Snakemake re-runs it exactly when they change.
     """
     return json.dumps({name: config[name] for name in sections}, sort_keys=True)
+
+
+def model_configs(settings: Mapping[str, Any]) -> tuple[VQVAEConfig, TransformerConfig]:
+    """The VQ-VAE and transformer that validated settings (sections `vqvae` and `transformer`)
+    describe; the transformer models the VQ-VAE's codes, so it takes their codebooks from it.
+
+    The models are imported here, not at module level, so that Snakemake loads no torch.
+    """
+    from lvt.models.transformer import TransformerConfig
+    from lvt.models.vqvae import VQVAEConfig
+
+    vqvae = VQVAEConfig(**settings["vqvae"]["model"])
+    transformer = TransformerConfig(codebooks=vqvae.codebooks, codebook_size=vqvae.codebook_size,
+                                    **settings["transformer"]["model"])
+    return vqvae, transformer
+
+
+def paper_model_configs() -> tuple[VQVAEConfig, TransformerConfig]:
+    """The paper's BAIR models, PR-DVQVAE2 and DSFVT: those of the schema's defaults."""
+    return model_configs(validate({}))
 
 
 def latent_size(config: Mapping[str, Any]) -> int:

@@ -14,11 +14,13 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
 from lvt.checkpoints import read_torch_file
+from lvt.config import paper_model_configs
 from lvt.models.transformer import (
     LatentVideoTransformer,
     PositionalEncoding3d,
@@ -121,7 +123,10 @@ def _vqvae_names(config: VQVAEConfig) -> tuple[dict[str, str], dict[str, str]]:
 def import_vqvae(
     net_e: StateSource, net_g: StateSource, net_c: StateSource
 ) -> tuple[VQVAE, VQVAEConfig]:
-    """Build our VQ-VAE from the original encoder, decoder and codebook state dicts (or files)."""
+    """Build our VQ-VAE from the original encoder, decoder and codebook state dicts (or files).
+
+    The sizes come from the tensors; the codebook rule (EMA, commitment), which they do not hold,
+    is the paper's."""
     (net_e, label_e), (net_g, label_g), (net_c, label_c) = (
         _source(net_e, "netE"),
         _source(net_g, "netG"),
@@ -129,7 +134,8 @@ def import_vqvae(
     )
     codebooks = _count(net_c, r"ve\.(\d+)\.embedding\.weight")
     size, dim = _get(net_c, "ve.0.embedding.weight", label_c).shape
-    config = VQVAEConfig(
+    config = replace(
+        paper_model_configs()[0],
         channels=_get(net_e, "layers.4.weight", label_e).shape[0],
         residual_channels=_get(net_e, "layers.5.block.1.weight", label_e).shape[0],
         residual_blocks=_count(net_e, r"layers\.(\d+)\.block\.1\.weight"),

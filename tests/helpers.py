@@ -1,6 +1,6 @@
 """What several test modules share: the golden fixtures' location, a tiny transformer, a small
-prediction protocol, and how to run the real workflow on a tiny configuration in a temporary
-folder."""
+prediction protocol, options built from the schema's defaults, and how to run the real workflow
+on a tiny configuration in a temporary folder."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import yaml
 
 from lvt.checkpoints import save_model
+from lvt.config import validate
+from lvt.data.synthetic import SyntheticVideos
 from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
 from lvt.models.vqvae import VQVAE, VQVAEConfig
 from lvt.protocol import Protocol
+from lvt.stages.common import from_section
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures/original"
 """Golden outputs of the authors' code (rakhimovv/lvt at commit 0899c21); see its README.md."""
@@ -32,6 +36,10 @@ TINY_TRANSFORMER = {
     "decoder_layers": 1,
 }
 """TransformerConfig fields of a model small enough to sample whole videos in a test."""
+TINY_VQVAE = {"channels": 8, "residual_channels": 4, "residual_blocks": 1, "codebooks": 2,
+              "codebook_size": 8}
+"""VQVAEConfig sizes of a model small enough to train a few steps in a test."""
+Options = TypeVar("Options")
 
 
 def protocol(**changes: object) -> Protocol:
@@ -39,6 +47,17 @@ def protocol(**changes: object) -> Protocol:
     fields = {"videos": (0, 2), "n_prime": 1, "frames": 4, "samples_per_video": 3, "trials": 2,
               "temperature": 1.0, "seed": 7, "batch_size": 4}
     return Protocol(**{**fields, **changes})
+
+
+def train_options(options: type[Options], section: str, **changes: object) -> Options:
+    """Training options (LoopSettings, AdamSettings, ...) as a stage builds them from the
+    schema's `<section>.train` defaults, with `changes`."""
+    return from_section(options, {**validate({})[section]["train"], **changes})
+
+
+def synthetic_videos(**changes: object) -> SyntheticVideos:
+    """Demo video options: the schema's defaults (source.synthetic) with `changes`."""
+    return SyntheticVideos(**{**validate({})["source"]["synthetic"], **changes})
 
 
 ROOT = Path(__file__).resolve().parents[1]

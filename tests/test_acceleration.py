@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_TRANSFORMER
+from helpers import TINY_TRANSFORMER, TINY_VQVAE, train_options
 
-from lvt.config import validate
+from lvt.config import paper_model_configs, validate
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
-from lvt.models.transformer import LatentVideoTransformer, TransformerConfig, optimizer
-from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
+from lvt.models.vqvae import VQVAE
+from lvt.stages.common import from_section
 from lvt.training.acceleration import Acceleration, set_tf32
-from lvt.training.transformer import TransformerTraining
-from lvt.training.vqvae import VQVAETraining
+from lvt.training.loop import LoopSettings
+from lvt.training.transformer import ClipSettings, RMSpropSettings, TransformerTraining
+from lvt.training.vqvae import AdamSettings, VQVAETraining
 
 CPU = torch.device("cpu")
 BF16 = Acceleration(autocast_dtype=torch.bfloat16)
@@ -23,12 +26,12 @@ BF16 = Acceleration(autocast_dtype=torch.bfloat16)
 
 @pytest.mark.parametrize("section", ["vqvae", "transformer"])
 def test_defaults_autocast_bfloat16_on_cuda_only(section: str) -> None:
-    train = validate({})[section]["train"]
+    train = from_section(LoopSettings, validate({})[section]["train"])
     assert Acceleration.from_settings(train, CPU) == Acceleration(None, compile=False)
     assert Acceleration.from_settings(train, torch.device("cuda")) == BF16
-    assert train["tf32"] is True
-    assert Acceleration.from_settings({**train, "precision": "bfloat16"}, CPU) == BF16
-    assert Acceleration.from_settings({**train, "compile": True}, CPU).compile
+    assert train.tf32 is True
+    assert Acceleration.from_settings(replace(train, precision="bfloat16"), CPU) == BF16
+    assert Acceleration.from_settings(replace(train, compile=True), CPU).compile
 
 
 def test_set_tf32_switches_matrix_products_and_convolutions() -> None:
@@ -47,7 +50,8 @@ def test_set_tf32_switches_matrix_products_and_convolutions() -> None:
 
 def test_codebook_search_stays_float32_under_autocast() -> None:
     torch.manual_seed(0)
-    quantizer = VQVAE(VQVAEConfig(channels=64, codebooks=2, codebook_size=512)).quantizer
+    config = replace(paper_model_configs()[0], channels=64, codebooks=2, codebook_size=512)
+    quantizer = VQVAE(config).quantizer
     quantizer.weight.normal_()
     z_e = torch.randn(8, 64, 8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -66,27 +70,29 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def vqvae_losses(data: Path, acceleration: Acceleration) -> list[float]:
+def vqvae_losses(data: Path, precision: str) -> list[float]:
     torch.manual_seed(0)
-    model = VQVAE(VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2,
-                              codebook_size=8))
-    task = VQVAETraining(model, VideoArrays(data / "frames.h5"), 4, 1e-3, (0.9, 0.9), 0,
-                         acceleration=acceleration)
+    model = VQVAE(replace(paper_model_configs()[0], **TINY_VQVAE))
+    loop = train_options(LoopSettings, "vqvae", batch_size=4, seed=0, precision=precision)
+    task = VQVAETraining(model, VideoArrays(data / "frames.h5"), loop,
+                         train_options(AdamSettings, "vqvae", lr=1e-3, betas=(0.9, 0.9)))
     return [task.step()["loss"] for _ in range(3)]
 
 
-def transformer_losses(data: Path, acceleration: Acceleration) -> list[float]:
+def transformer_losses(data: Path, precision: str) -> list[float]:
     torch.manual_seed(0)
     model = LatentVideoTransformer(TransformerConfig(**TINY_TRANSFORMER, kernel=(3, 1, 1),
                                                stride=(4, 1, 1), encoder_block=(1, 4, 4),
                                                decoder_block=(1, 4, 4)))
-    task = TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"), 4, 1, 2,
-                               optimizer(model, lr=1e-3), 0, acceleration=acceleration)
+    loop = train_options(LoopSettings, "transformer", batch_size=2, seed=0, precision=precision)
+    task = TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"), loop,
+                               ClipSettings(clip_frames=4, n_prime=1),
+                               train_options(RMSpropSettings, "transformer", lr=1e-3))
     return [task.step()["loss"] for _ in range(3)]
 
 
 @pytest.mark.parametrize("losses", [vqvae_losses, transformer_losses])
 def test_bfloat16_autocast_trains_close_to_float32(losses, data: Path) -> None:
-    plain, bf16 = losses(data, Acceleration()), losses(data, BF16)
+    plain, bf16 = losses(data, "float32"), losses(data, "bfloat16")
     assert plain != bf16  # the forward pass did run in bfloat16
     np.testing.assert_allclose(bf16, plain, rtol=2e-2)

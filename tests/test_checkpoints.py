@@ -8,7 +8,7 @@ import struct
 import subprocess
 import sys
 import zipfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +18,15 @@ from helpers import FIXTURES
 
 from lvt.checkpoints import VERSION, file_sha256, load_model, save_model, write_payload
 from lvt.cli import main
+from lvt.config import paper_model_configs
 from lvt.data.dataset import VideoArraysWriter
 from lvt.errors import InputError
 from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
-from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.models.vqvae import VQVAE
 from lvt.original import import_transformer, import_vqvae
 
-VQ_CONFIG = VQVAEConfig(channels=16, residual_channels=8, codebooks=4, codebook_size=8)
+VQ_CONFIG = replace(paper_model_configs()[0], channels=16, residual_channels=8, codebooks=4,
+                    codebook_size=8)
 VT_CONFIG = TransformerConfig(
     codebooks=2,
     codebook_size=8,

@@ -9,16 +9,18 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import save_random_models
+from helpers import save_random_models, synthetic_videos
 from PIL import Image, ImageSequence
 
 from lvt import samples
 from lvt.checkpoints import save_model
 from lvt.cli import build_parser, main
+from lvt.config import paper_model_configs
 from lvt.data.dataset import VideoArraysWriter
 from lvt.data.synthetic import write_synthetic_videos
 from lvt.media import (
@@ -31,10 +33,11 @@ from lvt.media import (
     write_gif,
 )
 from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
-from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.models.vqvae import VQVAE
 from lvt.stages import sample as sample_stage
 
-VQ = VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2, codebook_size=8)
+VQ = replace(paper_model_configs()[0], channels=8, residual_channels=4, residual_blocks=1,
+             codebooks=2, codebook_size=8)
 TRANSFORMER = TransformerConfig(codebooks=2, codebook_size=8, kernel=(1, 3, 3), stride=(1, 2, 2),
                                 embedding_dim=8, model_dim=12, head_dim=4, heads=2,
                                 encoder_layers=1, decoder_layers=1, encoder_block=(1, 8, 8),
@@ -71,7 +74,9 @@ def test_completes_png_priming_frames(models, tmp_path: Path) -> None:
 
 
 def test_completes_a_video_file(models, tmp_path: Path) -> None:
-    video = write_synthetic_videos(tmp_path, 1, 1, 1.0, 0.0, 1.0, 10, 96, 80, 2, 0)[0].path
+    videos = synthetic_videos(train_videos=1, test_videos=1, seconds=1.0, window_start=0.0,
+                              window_seconds=1.0, fps=10, width=96, height=80, shapes=2, seed=0)
+    video = write_synthetic_videos(tmp_path, videos)[0].path
     assert sample(models, Path(video), tmp_path / "out") == 0
     assert len(list((tmp_path / "out" / "sample_0").glob("*.png"))) == 3
 

@@ -6,6 +6,7 @@ import copy
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -15,8 +16,6 @@ import yaml
 from lvt import config as lvt_config
 from lvt.errors import InputError
 from lvt.inference import check_models_fit
-from lvt.models.transformer import TransformerConfig
-from lvt.models.vqvae import VQVAEConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,10 +115,9 @@ def test_config_and_model_files_check_the_tiling_alike(
              "decoder_block": list(decoder_block)}
     config = {"preprocess": {"size": 64},
               "transformer": {"model": model, "train": {"clip_frames": 16}}}
-    vqvae = VQVAEConfig()
-    transformer = TransformerConfig(codebooks=vqvae.codebooks, codebook_size=vqvae.codebook_size,
-                                    stride=stride, encoder_block=encoder_block,
-                                    decoder_block=decoder_block)
+    vqvae, paper = lvt_config.paper_model_configs()
+    transformer = replace(paper, stride=stride, encoder_block=encoder_block,
+                          decoder_block=decoder_block)
     model_file = tmp_path / "transformer.pt"
     check = partial(check_models_fit, tmp_path / "vqvae.pt", vqvae, model_file, transformer,
                     (16, 16, 16))
@@ -182,6 +180,37 @@ def test_presets_over_the_demo_give_the_papers_settings(presets: list[str]) -> N
                                           "clip_frames", "n_prime", "steps", "seed"]}.items():
         for key in keys:
             assert config[section]["train"][key] == paper[section]["train"][key], (section, key)
+
+
+def _leaves(tree: dict, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    """Every non-mapping value of a nested mapping, by its key path."""
+    leaves: dict[tuple[str, ...], object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            leaves.update(_leaves(value, (*path, key)))
+        else:
+            leaves[(*path, key)] = value
+    return leaves
+
+
+@pytest.mark.parametrize("preset", sorted(path.stem for path in (ROOT / "presets").glob("*.yaml")))
+def test_presets_restate_a_default_only_to_override_the_demo(preset: str) -> None:
+    # Defaults live in the schema; a preset repeats one only where config.yaml sets that key.
+    defaults = _leaves(lvt_config.validate({}))
+    demo = _leaves(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    values = _leaves(yaml.safe_load((ROOT / "presets" / f"{preset}.yaml").read_text()))
+    repeated = {key for key, value in values.items() if defaults.get(key) == value}
+    assert repeated <= set(demo), sorted(repeated - set(demo))
+
+
+def test_model_configs_follow_the_settings() -> None:
+    # The transformer takes its codebooks from the VQ-VAE; the paper's models are the defaults'.
+    settings = lvt_config.validate({"vqvae": {"model": {"codebooks": 2, "codebook_size": 64}},
+                                    "transformer": {"model": {"heads": 4}}})
+    vqvae, transformer = lvt_config.model_configs(settings)
+    paper_vqvae, paper_transformer = lvt_config.paper_model_configs()
+    assert vqvae == replace(paper_vqvae, codebooks=2, codebook_size=64)
+    assert transformer == replace(paper_transformer, codebooks=2, codebook_size=64, heads=4)
 
 
 def test_conda_environment_matches_the_package_dependencies() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import synthetic_videos
 
 from lvt.data import clips
 from lvt.data.clips import Window, clip_path, trim, trim_many
@@ -42,17 +43,19 @@ def sparse_keyframes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3 s, 30 fps video whose only keyframes are at 0 s and 2 s."""
     (row,) = write_synthetic_videos(
         tmp_path_factory.mktemp("sparse"),
-        train_videos=1,
-        test_videos=0,
-        seconds=3.0,
-        window_start=0.0,
-        window_seconds=3.0,
-        fps=30,
-        width=64,
-        height=48,
-        shapes=3,
-        seed=1,
-        gop=60,
+        synthetic_videos(
+            train_videos=1,
+            test_videos=0,
+            seconds=3.0,
+            window_start=0.0,
+            window_seconds=3.0,
+            fps=30,
+            width=64,
+            height=48,
+            shapes=3,
+            seed=1,
+            gop=60,
+        ),
     )
     return Path(row.path)
 
@@ -88,9 +91,10 @@ def test_windows_at_and_across_keyframes_and_at_the_ends(sparse_keyframes, tmp_p
 @pytest.mark.parametrize("fps", [25, 30000 / 1001])
 def test_other_rates_and_windows_between_frames(tmp_path, fps):
     """Keyframes 2 s apart; the window's ends fall between frames."""
-    (row,) = write_synthetic_videos(
-        tmp_path / "src", 1, 0, 4.0, 0.0, 4.0, fps, width=64, height=48, shapes=2, seed=3, gop=50
-    )
+    (row,) = write_synthetic_videos(tmp_path / "src", synthetic_videos(
+        train_videos=1, test_videos=0, seconds=4.0, window_start=0.0, window_seconds=4.0, fps=fps,
+        width=64, height=48, shapes=2, seed=3, gop=50,
+    ))
     start, end = 0.51, 3.31
     trim(row.path, tmp_path / "clip.mp4", start, end)
     expected = window(decode(row.path), start, end)

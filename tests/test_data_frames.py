@@ -6,15 +6,18 @@ import platform
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import av.filter
 import numpy as np
 import pytest
 from av.video.reformatter import Interpolation
+from helpers import synthetic_videos
 from PIL import Image
 
-from lvt.data.frames import read_frames
+from lvt.data.dataset import FrameShard
+from lvt.data.frames import read_frames, write_frame_shard
 from lvt.data.synthetic import write_synthetic_videos
 from lvt.data.video_io import HEADERS_ONLY, ffmpeg_executable
 from lvt.errors import InputError
@@ -55,9 +58,10 @@ def pillow_reference(path, size: int, shift: int = 0) -> np.ndarray:
 def test_frames_match_the_reference_pillow_crop_and_lanczos(tmp_path, width, height):
     """The same crop, to the pixel, and nearly the same values (the reference converted to RGB
     before resizing, we after). Sizes include an odd crop offset (66x48: 9 px) and a portrait."""
-    (row,) = write_synthetic_videos(
-        tmp_path, 1, 0, 0.5, 0.0, 0.5, fps=30, width=width, height=height, shapes=3, seed=1
-    )
+    (row,) = write_synthetic_videos(tmp_path, synthetic_videos(
+        train_videos=1, test_videos=0, seconds=0.5, window_start=0.0, window_seconds=0.5, fps=30,
+        width=width, height=height, shapes=3, seed=1,
+    ))
     ours = frames_of(row.path, None, 16).astype(int)
     difference = np.abs(ours - pillow_reference(row.path, 16)).mean()
     assert difference < 2.5
@@ -180,3 +184,22 @@ def test_undecodable_files_name_the_file(tmp_path):
         read_frames(text, None, 16)
     with pytest.raises(InputError, match="missing.mp4"):
         read_frames(tmp_path / "missing.mp4", 10, 16)
+
+
+def test_a_frame_shard_holds_each_decodable_clip_and_every_row(small_videos, tmp_path):
+    """write_frame_shard decodes the windows of ok rows, records an undecodable clip as failed
+    with the reason, and passes the rows that were not ok through."""
+    good, skipped, broken = small_videos
+    broken_clip = tmp_path / "broken.mp4"
+    broken_clip.write_text("hello\n")
+    clips = [(good, Path(good.path)),
+             (skipped.with_status("skipped", "trim: too short"), Path(skipped.path)),
+             (broken, broken_clip)]
+    recorded = write_frame_shard(tmp_path / "shard.h5", clips, None, 24)
+    with FrameShard(tmp_path / "shard.h5") as shard:
+        assert shard.rows == recorded
+        assert [row.status for row in shard.rows] == ["ok", "skipped", "failed"]
+        assert shard.rows[2].reason.startswith("frames: cannot decode the video")
+        frames, rate = shard.frames(good.video_id)
+        assert rate == 30.0 and shard.source_size(good.video_id) == (64, 48)
+        assert np.array_equal(frames, frames_of(good.path, None, 24, window=(0.5, 1.5)))

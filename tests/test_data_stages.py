@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import synthetic_videos
 
 import lvt
 from lvt.data.dataset import VideoArrays
@@ -197,8 +198,9 @@ def test_packed_datasets_record_each_videos_rate_and_source_size(pipeline):
 def test_videos_of_different_rates_keep_their_own(tmp_path, capsys):
     rows = []
     for fps, width, seed in ((15, 80, 1), (10, 96, 2)):
-        made = write_synthetic_videos(tmp_path / f"{fps}fps", 1, 0, 1.0, 0.0, 1.0, fps, width, 48,
-                                      1, seed)
+        made = write_synthetic_videos(tmp_path / f"{fps}fps", synthetic_videos(
+            train_videos=1, test_videos=0, seconds=1.0, window_start=0.0, window_seconds=1.0,
+            fps=fps, width=width, height=48, shapes=1, seed=seed))
         rows += [replace(row, video_id=f"{row.video_id}-{fps}fps") for row in made]
     write_manifest(tmp_path / "manifest.tsv", rows)
     settings = json.dumps({"preprocess": {"shards": 1, "size": 32}})

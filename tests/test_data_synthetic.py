@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from helpers import synthetic_videos
 
-from lvt.data.synthetic import render_video, write_synthetic_videos
+from lvt.data.synthetic import SyntheticVideos, render_video, write_synthetic_videos
 from lvt.data.video_io import probe_video
 
 
@@ -17,7 +20,8 @@ def decode(path: str | Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
-def synthesize(out_dir: Path, seed: int = 0, **overrides) -> list:
+def small(**overrides) -> SyntheticVideos:
+    """Three 1 s videos of 64x48 at 30 fps, the schema's shape sizes and speeds."""
     options = dict(
         train_videos=2,
         test_videos=1,
@@ -28,9 +32,13 @@ def synthesize(out_dir: Path, seed: int = 0, **overrides) -> list:
         width=64,
         height=48,
         shapes=3,
-        seed=seed,
+        seed=0,
     )
-    return write_synthetic_videos(out_dir, **(options | overrides))
+    return synthetic_videos(**(options | overrides))
+
+
+def synthesize(out_dir: Path, seed: int = 0, **overrides) -> list:
+    return write_synthetic_videos(out_dir, small(seed=seed, **overrides))
 
 
 def test_videos_are_real_h264_with_the_asked_size_rate_and_length(small_videos):
@@ -84,10 +92,56 @@ def test_videos_are_lossless(tmp_path):
     makes a still background flicker (at CRF 18 about a quarter of its pixels did)."""
     row = synthesize(tmp_path, train_videos=1, test_videos=0, seed=5)[0]
     decoded = decode(row.path)
-    rendered = render_video(5, "train", 0, len(decoded), 30, 64, 48, 3)
+    rendered = list(render_video(small(seed=5), "train", 0))
+    assert len(rendered) == len(decoded)
     expected = np.stack([
         av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
         .to_ndarray(format="rgb24")
         for rgb in rendered
     ])
     assert np.array_equal(decoded, expected)
+
+
+def frames_digest(videos: SyntheticVideos, split: str) -> str:
+    digest = hashlib.sha256()
+    for frame in render_video(videos, split, 0):
+        digest.update(frame.tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize(("videos", "split", "expected"), [
+    (small(seed=3), "train", "30b79a1b27603288684ae2d20106415a45549948c4f563b93ac3e4193732a9bf"),
+    (small(seed=3), "test", "cfd5fc3471e86aa65bd7304ec6a94e81b944c3f668c3d1335839198db65f944a"),
+    (small(seed=11, seconds=1.5, fps=25, width=96, height=80, shapes=5), "train",
+     "0a4ecfbd04ccce5318cd199329b1d88e9b18cfdc233349a04202d8330630a81d"),
+])
+def test_default_shape_sizes_and_speeds_keep_the_demo_frames(videos, split, expected):
+    """The frames the videos held when shape sizes and speeds were fixed constants, before they
+    became settings with those values as the schema's defaults (the encoder, unchanged, turns
+    the same frames into the same bytes)."""
+    assert videos.shape_size == (0.05, 0.125) and videos.speed == (0.3, 0.8)
+    assert frames_digest(videos, split) == expected
+
+
+def test_the_same_options_write_the_same_bytes(tmp_path):
+    """The encoder is reproducible, so with the frames pinned above the files stay byte for byte
+    those written before shape sizes and speeds became settings."""
+    first, again = synthesize(tmp_path / "a", seed=3), synthesize(tmp_path / "b", seed=3)
+    for a, b in zip(first, again, strict=True):
+        assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
+
+
+def test_shape_size_and_speed_change_the_shapes():
+    base = small(train_videos=1, test_videos=0, shapes=1)
+
+    def frames(videos: SyntheticVideos) -> np.ndarray:
+        return np.stack(list(render_video(videos, "train", 0))).astype(int)
+
+    background = frames(replace(base, shapes=0))
+
+    def covered(videos: SyntheticVideos) -> int:
+        return int(np.any(frames(videos) != background, axis=-1).sum())
+
+    assert covered(replace(base, shape_size=(0.2, 0.2))) > 2 * covered(base)
+    assert np.abs(np.diff(frames(base), axis=0)).max() > 0
+    assert np.abs(np.diff(frames(replace(base, speed=(0.0, 0.0))), axis=0)).max() == 0

@@ -12,28 +12,28 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_TRANSFORMER
+from helpers import TINY_TRANSFORMER, TINY_VQVAE, train_options
 from test_workflow import copy_workflow, snakemake
 
 from lvt.checkpoints import load_model
+from lvt.config import paper_model_configs
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
-from lvt.models.transformer import LatentVideoTransformer, TransformerConfig, optimizer
-from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
+from lvt.models.vqvae import VQVAE
 from lvt.training.distributed import SINGLE_PROCESS, Distributed, process_group
 from lvt.training.loop import METRICS_NAME, LoopSettings, TrainingTask, checkpoint_name, train
-from lvt.training.transformer import TransformerTraining
-from lvt.training.vqvae import VQVAETraining
+from lvt.training.transformer import ClipSettings, RMSpropSettings, TransformerTraining
+from lvt.training.vqvae import AdamSettings, VQVAETraining
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = logging.getLogger("test")
-TINY_VQVAE = {"channels": 8, "residual_channels": 4, "residual_blocks": 1, "codebooks": 2,
-              "codebook_size": 8}
 TRANSFORMER = TransformerConfig(  # with clips of 8 frames, 5 of them priming, slices with
     **TINY_TRANSFORMER, kernel=(3, 1, 1), stride=(4, 2, 2),  # a = 0 have no loss at all
     encoder_block=(2, 4, 4), decoder_block=(2, 4, 4),
@@ -49,17 +49,21 @@ TOLERANCE = 1e-5
 def vqvae_task(data: Path, distributed: Distributed, seed: int,
                dead_code_threshold: float = 0.0) -> VQVAETraining:
     torch.manual_seed(seed)
-    model = VQVAE(VQVAEConfig(**TINY_VQVAE, dead_code_threshold=dead_code_threshold))
-    return VQVAETraining(model, VideoArrays(data / "frames.h5"), BATCH, lr=1e-4,
-                         betas=(0.9, 0.9), seed=seed, distributed=distributed)
+    model = VQVAE(replace(paper_model_configs()[0], **TINY_VQVAE,
+                          dead_code_threshold=dead_code_threshold))
+    return VQVAETraining(model, VideoArrays(data / "frames.h5"), loop(STEPS, seed, "vqvae"),
+                         train_options(AdamSettings, "vqvae", lr=1e-4, betas=(0.9, 0.9)),
+                         distributed)
 
 
 def transformer_task(data: Path, distributed: Distributed, seed: int) -> TransformerTraining:
     torch.manual_seed(seed)
     model = LatentVideoTransformer(TRANSFORMER)
-    return TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"), clip_frames=8,
-                               n_prime=5, batch_size=BATCH, optimizer=optimizer(model, lr=1e-3),
-                               seed=seed, distributed=distributed)
+    return TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"),
+                               loop(STEPS, seed, "transformer"),
+                               ClipSettings(clip_frames=8, n_prime=5),
+                               train_options(RMSpropSettings, "transformer", lr=1e-3),
+                               distributed)
 
 
 TASKS: dict[str, Callable[[Path, Distributed, int], TrainingTask]] = {
@@ -69,8 +73,9 @@ TASKS: dict[str, Callable[[Path, Distributed, int], TrainingTask]] = {
 }
 
 
-def loop(steps: int) -> LoopSettings:
-    return LoopSettings(steps=steps, checkpoint_every=3, log_every=1)
+def loop(steps: int, seed: int = SEED, section: str = "vqvae") -> LoopSettings:
+    return train_options(LoopSettings, section, steps=steps, batch_size=BATCH, seed=seed,
+                         checkpoint_every=3, log_every=1)
 
 
 def worker(data: Path, out: Path) -> None:

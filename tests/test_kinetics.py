@@ -13,9 +13,11 @@ from pathlib import Path
 
 import h5py
 import pytest
+from helpers import synthetic_videos
 from test_workflow import copy_workflow, snakemake, write_config
 
 from lvt.data.kinetics import (
+    DownloadOptions,
     KineticsRow,
     Outcome,
     download_shard,
@@ -105,10 +107,9 @@ class RangeHandler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def video_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """Good videos (3 s, 80x64, 15 fps) under their ids, plus a corrupt and a truncated file."""
-    rows = write_synthetic_videos(tmp_path_factory.mktemp("served"), train_videos=4,
-                                  test_videos=0, seconds=3.0, window_start=0.0,
-                                  window_seconds=3.0, fps=15, width=80, height=64, shapes=2,
-                                  seed=1)
+    videos = synthetic_videos(train_videos=4, test_videos=0, seconds=3.0, window_start=0.0,
+                              window_seconds=3.0, fps=15, width=80, height=64, shapes=2, seed=1)
+    rows = write_synthetic_videos(tmp_path_factory.mktemp("served"), videos)
     data = [Path(row.path).read_bytes() for row in rows]
     files = dict(zip([*GOOD, FLAKY], data, strict=True))
     files[CORRUPT] = bytes(range(256)) * 200
@@ -193,9 +194,10 @@ def rows_for(ids: list[str]) -> list[KineticsRow]:
 def download(rows: list[KineticsRow], folder: Path, server: VideoServer, retry_failed: bool,
              retry_unavailable: bool = False) -> list[Outcome]:
     journal = journal_path(folder, "train", 0)
-    return download_shard(rows, folder, journal, server.url_template, rate_limit=None,
-                          sleep_seconds=0, retries=FLAKY_FAILURES, backoff_seconds=0.01,
-                          retry_failed=retry_failed, retry_unavailable=retry_unavailable,
+    options = DownloadOptions(server.url_template, rate_limit=None, sleep_seconds=0,
+                              retries=FLAKY_FAILURES, backoff_seconds=0.01,
+                              retry_failed=retry_failed, retry_unavailable=retry_unavailable)
+    return download_shard(rows, folder, journal, options,
                           previous=read_journals(folder, "train"))
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from helpers import FIXTURES, ROOT
 
+from lvt.config import validate
 from lvt.models import transformer as vt
 from lvt.models.vqvae import normalize, optimizers
 from lvt.original import import_transformer, import_vqvae, read_original
@@ -84,7 +85,8 @@ def test_vqvae_training_forward_gradients_and_adam_step(vqvae_fixture):
     images01 = vqvae_fixture["inputs"]["images01"]
     outputs = vqvae_fixture["outputs"]
     expected = outputs["train_forward"]
-    opts = optimizers(model)
+    train = validate({})["vqvae"]["train"]
+    opts = optimizers(model, lr=train["lr"], betas=tuple(train["betas"]))
     output, z_q_st = training_forward(model, images01)
 
     assert torch.equal(output.codes, expected["codes"])

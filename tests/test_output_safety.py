@@ -15,12 +15,13 @@ from test_training_loop import assert_same, make_task, run, weights, write_frame
 
 from lvt.atomic import remove_leftover_temporaries
 from lvt.checkpoints import save_model
+from lvt.config import paper_model_configs
 from lvt.data.dataset import FrameShardWriter
 from lvt.data.progress import BatchedOutput, preallocate
 from lvt.data.sources import SourceRow, write_manifest
 from lvt.errors import DiskSpaceError
 from lvt.locks import hold_lock, lock_file
-from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.models.vqvae import VQVAE
 from lvt.stages.common import training_parser
 
 HOLD_LOCK = """
@@ -188,7 +189,7 @@ def test_a_full_disk_under_hdf5_is_one_clear_error_and_no_crash(small_disk):
 
 
 def test_a_full_disk_under_a_model_file_is_one_clear_error(small_disk):
-    config = VQVAEConfig()
+    config, _ = paper_model_configs()
     model = VQVAE(config)
     assert sum(p.numel() for p in model.parameters()) * 4 > 1 << 20
     out = small_disk / "vqvae" / "model.pt"

@@ -9,15 +9,17 @@ import logging
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_TRANSFORMER, save_random_models
+from helpers import TINY_TRANSFORMER, TINY_VQVAE, save_random_models
 
 from lvt.checkpoints import file_sha256, load_model
+from lvt.config import paper_model_configs
 from lvt.data.dataset import CHUNK_ITEMS, VideoArrays, VideoArraysWriter
 from lvt.data.progress import (
     BATCHES_DONE,
@@ -28,10 +30,9 @@ from lvt.data.progress import (
 )
 from lvt.inference import encode_frames
 from lvt.models.transformer import TransformerConfig
-from lvt.models.vqvae import VQVAEConfig
 from lvt.protocol import protocol_from_settings
 
-VQ = VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2, codebook_size=8)
+VQ = replace(paper_model_configs()[0], **TINY_VQVAE)
 TRANSFORMER = TransformerConfig(**TINY_TRANSFORMER, kernel=(3, 1, 1), stride=(4, 1, 1),
                                 encoder_block=(1, 4, 4), decoder_block=(1, 4, 4))
 # 2 test videos x 12 samples, one clip per batch: 24 batches of a 4-frame clip on a 4x4 grid

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,10 @@ from helpers import TINY_TRANSFORMER
 
 from lvt import fvd
 from lvt.checkpoints import save_model
-from lvt.config import validate
+from lvt.config import paper_model_configs, validate
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
 from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
-from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.models.vqvae import VQVAE
 from lvt.protocol import protocol_from_settings, sample_shard
 from lvt.stages import frame_scores as frame_scores_stage
 from lvt.stages import fvd as fvd_stage
@@ -40,8 +41,8 @@ def test_fvd_stage_without_the_weights_says_how_to_install_them(
     assert not (tmp_path / "fvd.json").exists()
 
 
-STAGE_VQVAE = VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2,
-                          codebook_size=8)
+STAGE_VQVAE = replace(paper_model_configs()[0], channels=8, residual_channels=4,
+                      residual_blocks=1, codebooks=2, codebook_size=8)
 STAGE_SETTINGS = {"fvd": {"videos": 2, "n_prime": 14, "frames": 16, "samples_per_video": 2,
                           "trials": 1, "batch_size": 4},
                   "evaluate": {"i3d_batch_size": 3}}

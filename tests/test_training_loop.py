@@ -5,27 +5,37 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_TRANSFORMER
+from helpers import TINY_TRANSFORMER, TINY_VQVAE, train_options
 from test_checkpoints import flip_a_bit_in_a_tensor
 
+from lvt.config import paper_model_configs
 from lvt.data.dataset import VideoArrays, VideoArraysWriter
 from lvt.errors import InputError
 from lvt.likelihood import bits_per_code
-from lvt.models.transformer import LatentVideoTransformer, TransformerConfig, optimizer
-from lvt.models.vqvae import VQVAE, VQVAEConfig
+from lvt.models.transformer import LatentVideoTransformer, TransformerConfig
+from lvt.models.vqvae import VQVAE
 from lvt.training.loop import LoopSettings, checkpoint_name, checkpoints, train
-from lvt.training.transformer import HeldOutBits, TransformerTraining
-from lvt.training.vqvae import VQVAETraining
+from lvt.training.transformer import (
+    ClipSettings,
+    HeldOutBits,
+    RMSpropSettings,
+    TransformerTraining,
+)
+from lvt.training.vqvae import AdamSettings, VQVAETraining
 
 LOG = logging.getLogger("test")
-TINY = VQVAEConfig(channels=8, residual_channels=4, residual_blocks=1, codebooks=2,
-                   codebook_size=8)
+TINY = replace(paper_model_configs()[0], **TINY_VQVAE)
+
+
+def loop(section: str = "vqvae", **changes: object) -> LoopSettings:
+    return train_options(LoopSettings, section, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +55,12 @@ def write_frames(path: Path) -> Path:
 
 def make_task(frames_file: Path) -> VQVAETraining:
     torch.manual_seed(1)
-    return VQVAETraining(VQVAE(TINY), VideoArrays(frames_file), batch_size=4, lr=1e-3,
-                         betas=(0.9, 0.9), seed=7)
+    return VQVAETraining(VQVAE(TINY), VideoArrays(frames_file), loop(batch_size=4, seed=7),
+                         train_options(AdamSettings, "vqvae", lr=1e-3, betas=(0.9, 0.9)))
 
 
 def run(task: VQVAETraining, steps: int, state_dir: Path, fingerprint: str = "f") -> Path:
-    return train(task, LoopSettings(steps=steps, checkpoint_every=3, log_every=1), state_dir,
+    return train(task, loop(steps=steps, checkpoint_every=3, log_every=1), state_dir,
                  fingerprint, LOG)
 
 
@@ -166,7 +176,7 @@ class LinearRegression:
 
 def test_non_finite_loss_stops_training(tmp_path: Path) -> None:
     with pytest.raises(FloatingPointError, match="step 1"):
-        train(LinearRegression(), LoopSettings(steps=5, checkpoint_every=1, log_every=1),
+        train(LinearRegression(), loop(steps=5, checkpoint_every=1, log_every=1),
               tmp_path, "f", LOG)
     assert checkpoints(tmp_path) == []
 
@@ -176,7 +186,8 @@ def test_non_finite_loss_stops_training(tmp_path: Path) -> None:
 
 TRANSFORMER = TransformerConfig(**TINY_TRANSFORMER, kernel=(3, 1, 1), stride=(4, 1, 1),
                                 encoder_block=(1, 4, 4), decoder_block=(1, 4, 4))
-HELD_OUT_LOOP = LoopSettings(steps=7, checkpoint_every=3, log_every=2)
+HELD_OUT_LOOP = loop("transformer", steps=7, batch_size=2, seed=11, checkpoint_every=3,
+                     log_every=2)
 
 
 @pytest.fixture(scope="module")
@@ -191,16 +202,16 @@ def code_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder / "train.h5", folder / "test.h5"
 
 
-def transformer_task(codes: Path) -> TransformerTraining:
+def transformer_task(codes: Path, clip_frames: int = 8) -> TransformerTraining:
     torch.manual_seed(5)
     model = LatentVideoTransformer(TRANSFORMER)
-    return TransformerTraining(model, VideoArrays(codes, "codes"), clip_frames=8, n_prime=1,
-                               batch_size=2, optimizer=optimizer(model, lr=1e-2), seed=11)
+    return TransformerTraining(model, VideoArrays(codes, "codes"), HELD_OUT_LOOP,
+                               ClipSettings(clip_frames=clip_frames, n_prime=1),
+                               train_options(RMSpropSettings, "transformer", lr=1e-2))
 
 
 def held_out_bits(task: TransformerTraining, codes: Path, every: int = 3) -> HeldOutBits:
-    return HeldOutBits(task.model, VideoArrays(codes, "codes"), videos=8, clip_frames=8,
-                       n_prime=1, every=every, batch_size=2, device=torch.device("cpu"))
+    return HeldOutBits(task, VideoArrays(codes, "codes"), videos=8, every=every)
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:
@@ -235,7 +246,7 @@ def test_held_out_curve_resumes_exactly(code_files, tmp_path: Path) -> None:
     expected = csv_rows(train(straight, HELD_OUT_LOOP, tmp_path / "straight", "f", LOG,
                               held_out=held_out_bits(straight, test_codes)))
     first = transformer_task(train_codes)
-    short = LoopSettings(steps=3, checkpoint_every=3, log_every=2)  # as if killed after step 3
+    short = replace(HELD_OUT_LOOP, steps=3)  # as if killed after step 3
     train(first, short, tmp_path / "resumed", "f", LOG, held_out=held_out_bits(first, test_codes))
     torch.manual_seed(12345)
     resumed = transformer_task(train_codes)
@@ -247,7 +258,6 @@ def test_held_out_curve_resumes_exactly(code_files, tmp_path: Path) -> None:
 
 def test_held_out_needs_a_long_enough_test_video(code_files) -> None:
     train_codes, test_codes = code_files
-    task = transformer_task(train_codes)
+    task = transformer_task(train_codes, clip_frames=11)
     with pytest.raises(InputError, match="test.h5: no held-out video has the 11 frames"):
-        HeldOutBits(task.model, VideoArrays(test_codes, "codes"), videos=8, clip_frames=11,
-                    n_prime=1, every=3, batch_size=2, device=torch.device("cpu"))
+        HeldOutBits(task, VideoArrays(test_codes, "codes"), videos=8, every=3)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from lvt.config import paper_model_configs, validate
 from lvt.models import transformer as vt
 from lvt.models.transformer import (
     BlockLocalAttention,
@@ -19,6 +20,7 @@ from lvt.models.transformer import (
     TransformerConfig,
 )
 
+_, PAPER = paper_model_configs()  # DSFVT
 VARIANTS = {  # kernel, stride, block of the three paper configurations
     "DSFVT": ((7, 1, 1), (16, 1, 1), (1, 16, 16)),
     "DSSVT": ((1, 3, 3), (1, 2, 2), (4, 8, 8)),
@@ -56,11 +58,11 @@ def perturbed_model(config: TransformerConfig) -> LatentVideoTransformer:
 
 
 def test_config_accepts_lists_and_validates():
-    config = TransformerConfig(**{**asdict(TransformerConfig()), "kernel": [5, 3, 3]})
-    assert config.kernel == (5, 3, 3) and config == TransformerConfig(kernel=(5, 3, 3))
-    assert TransformerConfig(stride=(4, 2, 2)).num_slices == 16
+    config = TransformerConfig(**{**asdict(PAPER), "kernel": [5, 3, 3]})
+    assert config.kernel == (5, 3, 3) and config == replace(PAPER, kernel=(5, 3, 3))
+    assert replace(PAPER, stride=(4, 2, 2)).num_slices == 16
     with pytest.raises(ValueError, match="stride"):
-        TransformerConfig(stride=(4, 2))
+        replace(PAPER, stride=(4, 2))
 
 
 @pytest.mark.parametrize(
@@ -69,9 +71,7 @@ def test_config_accepts_lists_and_validates():
 )
 def test_full_size_parameter_counts(variant, expected):
     kernel, stride, block = VARIANTS[variant]
-    config = TransformerConfig(
-        kernel=kernel, stride=stride, encoder_block=block, decoder_block=block
-    )
+    config = replace(PAPER, kernel=kernel, stride=stride, encoder_block=block, decoder_block=block)
     with torch.device("meta"):
         model = LatentVideoTransformer(config)
     assert vt.count_parameters(model) == expected
@@ -79,7 +79,8 @@ def test_full_size_parameter_counts(variant, expected):
 
 def test_initialisation_follows_the_original():
     torch.manual_seed(0)
-    config = TransformerConfig(
+    config = replace(
+        PAPER,
         **{**SMALL, "codebook_size": 64, "model_dim": 64, "head_dim": 16, "heads": 4},
         kernel=(3, 1, 1),
         stride=(4, 1, 1),
@@ -294,7 +295,9 @@ def test_whole_video_logits_shape_and_optimizer():
     with torch.no_grad():
         logits = vt.whole_video_logits(model, torch.randint(0, 6, (2, 3, 4, 2, 2)))
     assert logits.shape == (2, 3, 6, 4, 2, 2)
-    opt = vt.optimizer(model)
+    train = validate({})["transformer"]["train"]
+    opt = vt.optimizer(model, lr=train["lr"], alpha=train["alpha"], momentum=train["momentum"],
+                       eps=train["eps"])
     group = opt.param_groups[0]
     assert isinstance(opt, torch.optim.RMSprop)
     assert (group["lr"], group["alpha"], group["momentum"], group["eps"]) == (2e-5, 0.95, 0.9, 1e-8)

@@ -10,17 +10,18 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from lvt.config import paper_model_configs, validate
 from lvt.models.transformer import count_parameters
 from lvt.models.vqvae import (
     VQVAE,
     ProductQuantizer,
     ResidualBlock,
-    VQVAEConfig,
     normalize,
     optimizers,
 )
 
-SMALL = VQVAEConfig(channels=16, residual_channels=8, codebooks=4, codebook_size=8)
+PAPER, _ = paper_model_configs()
+SMALL = replace(PAPER, channels=16, residual_channels=8, codebooks=4, codebook_size=8)
 
 
 def images(batch: int = 2, size: int = 16, seed: int = 0) -> torch.Tensor:
@@ -145,7 +146,8 @@ def test_dead_code_restart():
 
 def test_optimizers_are_two_adams_without_the_codebook():
     model = VQVAE(SMALL)
-    opts = optimizers(model)
+    train = validate({})["vqvae"]["train"]
+    opts = optimizers(model, lr=train["lr"], betas=tuple(train["betas"]))
     assert set(opts) == {"encoder", "decoder"}
     for name, opt in opts.items():
         assert isinstance(opt, torch.optim.Adam)
@@ -165,7 +167,7 @@ def test_optimizers_are_two_adams_without_the_codebook():
 )
 def test_full_size_parameter_counts(blocks, encoder, decoder):
     with torch.device("meta"):
-        model = VQVAE(VQVAEConfig(residual_blocks=blocks))
+        model = VQVAE(replace(PAPER, residual_blocks=blocks))
     assert count_parameters(model.encoder) == encoder
     assert count_parameters(model.decoder) == decoder
     assert model.quantizer.weight.numel() == 4 * 512 * 64

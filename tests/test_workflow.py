@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import RUN, TINY, copy_workflow, snakemake, write_config
+from helpers import RUN, TINY, copy_workflow, snakemake, synthetic_videos, write_config
 
 from lvt.checkpoints import file_sha256
 from lvt.data.dataset import CHUNK_ITEMS, VideoArrays
@@ -170,9 +170,9 @@ def test_sigkill_during_training_then_rerun_resumes(tmp_path: Path) -> None:
 
 def test_local_source_skips_bad_files_and_lists_them(tmp_path: Path) -> None:
     videos = tmp_path / "my_videos"
-    rows = write_synthetic_videos(tmp_path / "made", train_videos=3, test_videos=1, seconds=1.0,
-                                  window_start=0.0, window_seconds=1.0, fps=15, width=80,
-                                  height=64, shapes=2, seed=3)
+    rows = write_synthetic_videos(tmp_path / "made", synthetic_videos(
+        train_videos=3, test_videos=1, seconds=1.0, window_start=0.0, window_seconds=1.0, fps=15,
+        width=80, height=64, shapes=2, seed=3))
     for index, row in enumerate(rows):
         label = videos / ("juggling" if index % 2 else "Playing Guitar")
         label.mkdir(parents=True, exist_ok=True)
@@ -213,9 +213,9 @@ def packed_rates(results: Path) -> dict[str, tuple[float, list[int]]]:
 def test_local_folder_changes_rerun_the_scan_and_warnings_are_summarised(tmp_path: Path) -> None:
     videos = tmp_path / "my videos"
     videos.mkdir()
-    made = {fps: write_synthetic_videos(tmp_path / f"{fps}fps", train_videos=3, test_videos=0,
-                                        seconds=1.0, window_start=0.0, window_seconds=1.0,
-                                        fps=fps, width=80, height=64, shapes=1, seed=fps)
+    made = {fps: write_synthetic_videos(tmp_path / f"{fps}fps", synthetic_videos(
+                train_videos=3, test_videos=0, seconds=1.0, window_start=0.0, window_seconds=1.0,
+                fps=fps, width=80, height=64, shapes=1, seed=fps))
             for fps in (15, 10)}
     shutil.copy(made[15][0].path, videos / "a15.mp4")
     shutil.copy(made[15][1].path, videos / "b15.mp4")

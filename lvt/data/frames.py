@@ -1,4 +1,5 @@
-"""Decode a clip into square RGB frames: window, optional frame-rate resampling, crop, resize.
+"""Decode a clip into square RGB frames: window, optional frame-rate resampling, crop, resize;
+and a shard of trimmed clips into a frame shard.
 
 As the reference did (https://github.com/rakhimovv/lvt/blob/0899c21/scripts/convert_kinetics.py),
 each frame's central square (side = its short side) is cut out first, at full resolution, and
@@ -11,10 +12,11 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
+import logging
 import math
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,8 +25,13 @@ import av.filter
 import numpy as np
 from av.video.stream import VideoStream
 
+from lvt.atomic import require_free_space
+from lvt.data.dataset import FrameShardWriter
+from lvt.data.sources import SourceRow
 from lvt.data.video_io import TIME_TOLERANCE, av_error_message, open_video
 from lvt.errors import InputError
+
+log = logging.getLogger(__name__)
 
 SCALE_FLAGS = "lanczos+full_chroma_int"
 """swscale filter for resizing; its kernel widens when shrinking, so it also antialiases. Full
@@ -56,6 +63,60 @@ def expected_frames(path: str | os.PathLike[str], seconds: float, fps: float | N
     except (av.FFmpegError, OSError, InputError):
         return 0
     return math.ceil(seconds * rate)
+
+
+def write_frame_shard(
+    out: str | os.PathLike[str],
+    clips: Sequence[tuple[SourceRow, Path]],
+    fps: float | None,
+    size: int,
+) -> list[SourceRow]:
+    """Decode each ok row's clip (`clips` pairs a clips manifest's rows with their clip files)
+    into the frame shard `out`, written atomically (lvt.data.dataset.FrameShardWriter); return
+    the rows it records.
+
+    Only the frames of each row's window [start, end) are kept (a clip also holds frames around
+    it, see lvt.data.clips), as `read_frames` makes them at `fps` and `size`, with their frame
+    rate and the size of the clip's frames. A clip that cannot be decoded is recorded as
+    `failed` with the reason and does not stop the others; rows that are not ok are recorded
+    as they are. Raises DiskSpaceError before decoding if the frames would not fit.
+    """
+    expected = sum(expected_frames(clip, row.end - row.start, fps)
+                   for row, clip in clips if row.status == "ok")
+    require_free_space(out, expected * size * size * 3,
+                       f"about {expected} frames of {size}x{size}")
+    recorded = []
+    with FrameShardWriter(out, size) as shard:
+        for row, clip in clips:
+            if row.status != "ok":
+                shard.add(row)
+                recorded.append(row)
+                continue
+            try:
+                frames, frame_rate = read_frames(clip, fps, size, window=(row.start, row.end))
+                source_size = frame_size(clip)
+            except InputError as error:
+                log.warning("%s", error)
+                reason = str(error).removeprefix(f"{clip}: ")
+                failed = row.with_status("failed", f"frames: {reason}")
+                shard.add(failed)
+                recorded.append(failed)
+                continue
+            shard.add(row, frames, frame_rate, source_size)
+            recorded.append(row)
+    return recorded
+
+
+def frame_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """The (width, height) of a video's frames as its stream stores them, read from its headers.
+
+    Raises InputError naming the file if it cannot be opened.
+    """
+    try:
+        with open_video(path) as (_, stream):
+            return stream.codec_context.width, stream.codec_context.height
+    except (av.FFmpegError, OSError) as error:
+        raise InputError(f"{path}: cannot open the video ({av_error_message(error)})") from error
 
 
 def read_frames(

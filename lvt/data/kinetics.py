@@ -282,48 +282,55 @@ def _append_journal(path: Path, outcome: Outcome) -> None:
         journal.write(format_outcomes([outcome], header=size == 0).encode())
 
 
+@dataclass(frozen=True)
+class DownloadOptions:
+    """How a download job fetches clips: the `source.kinetics600` settings of these names (the
+    schema describes them and holds their defaults)."""
+
+    url_template: str
+    rate_limit: int | None
+    sleep_seconds: float
+    retries: int
+    backoff_seconds: float
+    retry_failed: bool
+    retry_unavailable: bool
+
+
 def download_shard(
     rows: Sequence[KineticsRow],
     folder: str | os.PathLike[str],
     journal: str | os.PathLike[str],
-    url_template: str,
-    rate_limit: int | None,
-    sleep_seconds: float,
-    retries: int,
-    backoff_seconds: float,
-    retry_failed: bool,
-    retry_unavailable: bool,
+    options: DownloadOptions,
     previous: Mapping[str, Outcome] | None = None,
 ) -> list[Outcome]:
     """Download the clips of `rows` into `<folder>/videos/<label>/<key>.<ext>`; one outcome each.
 
     A clip whose `previous` outcome is ok (and whose file exists) is not fetched again; a previous
-    `failed` one only with `retry_failed`, an `unavailable` one only with `retry_unavailable`.
-    Each fetched outcome is appended to `journal` at once. `rate_limit` (bytes/s) is passed to
-    yt-dlp and also enforced on average by pausing after each clip (ffmpeg's partial downloads
-    ignore yt-dlp's limit); `sleep_seconds` is the pause between two fetched clips.
+    `failed` one only with `options.retry_failed`, an `unavailable` one only with
+    `options.retry_unavailable`. Each fetched outcome is appended to `journal` at once.
+    `options.rate_limit` (bytes/s) is passed to yt-dlp and also enforced on average by pausing
+    after each clip (ffmpeg's partial downloads ignore yt-dlp's limit); `options.sleep_seconds`
+    is the pause between two fetched clips.
     """
     previous = previous or {}
     outcomes = []
     fetched = 0
     for row in rows:
         known = previous.get(row.key)
-        if known is not None and _keep(known, retry_failed, retry_unavailable):
+        if known is not None and _keep(known, options):
             outcomes.append(known)
             continue
-        if fetched and sleep_seconds:
-            time.sleep(sleep_seconds)
+        if fetched and options.sleep_seconds:
+            time.sleep(options.sleep_seconds)
         started = time.monotonic()
-        outcome = download_clip(
-            row, Path(folder), url_template.format(youtube_id=row.youtube_id), rate_limit,
-            retries, backoff_seconds,
-        )
+        outcome = download_clip(row, Path(folder), options)
         fetched += 1
         _append_journal(Path(journal), outcome)
         if outcome.status == "ok":
             log.info("%s: ok (%s)", row.key, outcome.path)
-            if rate_limit:
-                owed = os.path.getsize(outcome.path) / rate_limit - (time.monotonic() - started)
+            if options.rate_limit:
+                owed = (os.path.getsize(outcome.path) / options.rate_limit
+                        - (time.monotonic() - started))
                 time.sleep(max(0.0, owed))
         else:
             log.warning("%s: %s after %d attempts: %s", row.key, outcome.status,
@@ -332,29 +339,25 @@ def download_shard(
     return outcomes
 
 
-def _keep(known: Outcome, retry_failed: bool, retry_unavailable: bool) -> bool:
+def _keep(known: Outcome, options: DownloadOptions) -> bool:
     """Whether a previous outcome stands instead of fetching the clip again."""
     if known.status == "ok":
         return _finished(known)
-    return not (retry_failed if known.status == "failed" else retry_unavailable)
+    retry = options.retry_failed if known.status == "failed" else options.retry_unavailable
+    return not retry
 
 
-def download_clip(
-    row: KineticsRow,
-    folder: Path,
-    url: str,
-    rate_limit: int | None,
-    retries: int,
-    backoff_seconds: float,
-) -> Outcome:
-    """Fetch one clip, retrying transient failures after backoff_seconds, doubled each time."""
+def download_clip(row: KineticsRow, folder: Path, options: DownloadOptions) -> Outcome:
+    """Fetch one clip from `options.url_template`, retrying transient failures up to
+    `options.retries` times after `options.backoff_seconds`, doubled each time."""
+    url = options.url_template.format(youtube_id=row.youtube_id)
     outcome = Outcome(row.youtube_id, row.label, row.time_start, row.time_end, "failed")
     message = ""
-    for attempt in range(retries + 1):
+    for attempt in range(options.retries + 1):
         if attempt:
-            time.sleep(backoff_seconds * 2 ** (attempt - 1))
+            time.sleep(options.backoff_seconds * 2 ** (attempt - 1))
         try:
-            path, file_start, file_end = _fetch(row, folder, url, rate_limit)
+            path, file_start, file_end = _fetch(row, folder, url, options.rate_limit)
         except Unavailable as error:
             return replace(outcome, status="unavailable", attempts=attempt + 1, message=str(error))
         except Transient as error:
@@ -363,7 +366,7 @@ def download_clip(
             continue
         return replace(outcome, status="ok", path=str(path), file_start=file_start,
                        file_end=file_end, attempts=attempt + 1)
-    return replace(outcome, attempts=retries + 1, message=message)
+    return replace(outcome, attempts=options.retries + 1, message=message)
 
 
 def _fetch(row: KineticsRow, folder: Path, url: str, rate_limit: int | None) -> tuple[Path, float,

@@ -34,10 +34,6 @@ PALETTE = np.array(
     ],
     dtype=np.float32,
 )
-SIZE_RANGE = (0.05, 0.125)
-"""Half-extent of a shape as a fraction of the frame height (diameter 10-25 % of it)."""
-SPEED_RANGE = (0.3, 0.8)
-"""Speed in frame heights per second (1-2.6 pixels per frame at 96 pixels and 30 fps)."""
 CRF = 0
 """Lossless: decoding gives back exactly the frames as converted to yuv420p. At CRF 18 about a
 quarter of the pixels where nothing moved changed by a few levels from frame to frame, noise that
@@ -60,71 +56,94 @@ class Shape:
     vy: float
 
 
+@dataclass(frozen=True)
+class SyntheticVideos:
+    """What the demo videos show and how they are encoded: the `source.synthetic` settings
+    (the schema holds their defaults and descriptions), and the keyframe interval.
+
+    `shape_size` is the range of a shape's half-extent as a fraction of the frame height and
+    `speed` that of its speed in frame heights per second; each shape draws both uniformly.
+    `gop` is the keyframe interval in frames (None: one second), so that trimming has to cut
+    inside a group of pictures.
+    """
+
+    train_videos: int
+    test_videos: int
+    seconds: float
+    window_start: float
+    window_seconds: float
+    fps: float
+    width: int
+    height: int
+    shapes: int
+    seed: int
+    shape_size: tuple[float, float]
+    speed: tuple[float, float]
+    gop: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("shape_size", "speed"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    @property
+    def frame_count(self) -> int:
+        """Frames of each video."""
+        return round(self.seconds * self.fps)
+
+
 def write_synthetic_videos(
-    out_dir: str | os.PathLike[str],
-    train_videos: int,
-    test_videos: int,
-    seconds: float,
-    window_start: float,
-    window_seconds: float,
-    fps: float,
-    width: int,
-    height: int,
-    shapes: int,
-    seed: int,
-    gop: int | None = None,
+    out_dir: str | os.PathLike[str], videos: SyntheticVideos
 ) -> list[SourceRow]:
     """Write `<out_dir>/synthetic-<split>-<index>.mp4` files and return their manifest rows.
 
     Each row's window is [window_start, window_start + window_seconds) clamped to the video's
-    length. `gop` is the keyframe interval in frames (default: one second), so that trimming has
-    to cut inside a group of pictures. Width and height must be even (yuv420p).
+    length. Width and height must be even (yuv420p).
     """
+    width, height, fps = videos.width, videos.height, videos.fps
     if width % 2 or height % 2:
         raise ValueError(f"synthetic videos need an even width and height, got {width}x{height}")
-    frame_count = round(seconds * fps)
-    length = frame_count / fps
-    start, end = min(window_start, length), min(window_start + window_seconds, length)
-    if frame_count < 1 or start >= end:
+    length = videos.frame_count / fps
+    window_end = videos.window_start + videos.window_seconds
+    start, end = min(videos.window_start, length), min(window_end, length)
+    if videos.frame_count < 1 or start >= end:
         raise ValueError(
-            f"the window [{window_start}, {window_start + window_seconds}) s lies outside "
-            f"videos of {seconds} s"
+            f"the window [{videos.window_start}, {window_end}) s lies outside "
+            f"videos of {videos.seconds} s"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for split, count in zip(SPLITS, (train_videos, test_videos), strict=True):
+    for split, count in zip(SPLITS, (videos.train_videos, videos.test_videos), strict=True):
         for index in range(count):
             video_id = f"synthetic-{split}-{index:04d}"
             path = out / f"{video_id}.mp4"
-            frames = render_video(seed, split, index, frame_count, fps, width, height, shapes)
-            _encode(path, frames, fps, width, height, gop or round(fps))
+            frames = render_video(videos, split, index)
+            _encode(path, frames, fps, width, height, videos.gop or round(fps))
             rows.append(SourceRow(video_id, str(path), split, start, end))
     return rows
 
 
-def render_video(
-    seed: int, split: str, index: int, frames: int, fps: float, width: int, height: int,
-    shapes: int,
-) -> Iterator[np.ndarray]:
+def render_video(videos: SyntheticVideos, split: str, index: int) -> Iterator[np.ndarray]:
     """The RGB frames (height, width, 3) uint8 of video `index` of `split`, before encoding."""
-    rng = np.random.default_rng([seed % 2**63, SPLITS.index(split), index])
-    return _render(_random_scene(rng, shapes, width, height), frames, fps, width, height)
+    rng = np.random.default_rng([videos.seed % 2**63, SPLITS.index(split), index])
+    return _render(_random_scene(rng, videos), videos.frame_count, videos.fps, videos.width,
+                   videos.height)
 
 
 def _random_scene(
-    rng: np.random.Generator, count: int, width: int, height: int
+    rng: np.random.Generator, videos: SyntheticVideos
 ) -> tuple[np.ndarray, list[Shape]]:
-    """A dark, vertically graded background and `count` shapes with distinct colours."""
+    """A dark, vertically graded background and `videos.shapes` shapes with distinct colours."""
+    width, height = videos.width, videos.height
     top = rng.uniform(10, 40, size=3)
     bottom = top + rng.uniform(5, 25, size=3)
     background = np.linspace(top, bottom, height, dtype=np.float32)[:, None, :]
     background = np.broadcast_to(background, (height, width, 3)).copy()
     colours = rng.permutation(len(PALETTE))
     shapes = []
-    for i in range(count):
-        half_size = rng.uniform(*SIZE_RANGE) * height
-        speed = rng.uniform(*SPEED_RANGE) * height
+    for i in range(videos.shapes):
+        half_size = rng.uniform(*videos.shape_size) * height
+        speed = rng.uniform(*videos.speed) * height
         angle = rng.uniform(0, 2 * np.pi)
         shapes.append(
             Shape(

@@ -48,18 +48,21 @@ Abc = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class TransformerConfig:
-    codebooks: int = 4  # NC
-    codebook_size: int = 512  # NV
-    kernel: tuple[int, int, int] = (7, 1, 1)  # context embedding kernel (kt, kh, kw)
-    stride: tuple[int, int, int] = (16, 1, 1)  # subscale factors; number of slices = product
-    embedding_dim: int = 128  # DE
-    model_dim: int = 512  # D
-    head_dim: int = 128  # DA
-    heads: int = 8
-    encoder_layers: int = 8
-    decoder_layers: int = 8
-    encoder_block: tuple[int, int, int] = (1, 16, 16)
-    decoder_block: tuple[int, int, int] = (1, 16, 16)
+    """The model's sizes. No defaults: the paper's values are the configuration schema's
+    (`transformer.model`; the codebooks are the VQ-VAE's), built by lvt.config.model_configs."""
+
+    codebooks: int  # NC
+    codebook_size: int  # NV
+    kernel: tuple[int, int, int]  # context embedding kernel (kt, kh, kw)
+    stride: tuple[int, int, int]  # subscale factors; number of slices = product
+    embedding_dim: int  # DE
+    model_dim: int  # D
+    head_dim: int  # DA
+    heads: int
+    encoder_layers: int
+    decoder_layers: int
+    encoder_block: tuple[int, int, int]
+    decoder_block: tuple[int, int, int]
 
     def __post_init__(self) -> None:
         for name in ("kernel", "stride", "encoder_block", "decoder_block"):
@@ -528,11 +531,8 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def optimizer(
-    model: nn.Module,
-    lr: float = 2e-5,
-    alpha: float = 0.95,
-    momentum: float = 0.9,
-    eps: float = 1e-8,
+    model: nn.Module, *, lr: float, alpha: float, momentum: float, eps: float
 ) -> torch.optim.RMSprop:
-    """RMSprop as the original (constant lr, no weight decay; configs/vt/DSFVT.yaml)."""
+    """RMSprop as the original (constant lr, no weight decay; configs/vt/DSFVT.yaml); the paper's
+    values are the configuration schema's `transformer.train` defaults."""
     return torch.optim.RMSprop(model.parameters(), lr=lr, alpha=alpha, momentum=momentum, eps=eps)

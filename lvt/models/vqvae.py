@@ -28,15 +28,18 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class VQVAEConfig:
-    channels: int = 256  # encoder output channels = total codebook vector dimension (NF)
-    residual_channels: int = 128  # hidden width of the residual blocks (RES_CHANNELS)
-    residual_blocks: int = 2  # N_LAYERS: 2 for BAIR, 4 for Kinetics; same in encoder and decoder
-    codebooks: int = 4  # product quantiser: channels split into `codebooks` contiguous chunks
-    codebook_size: int = 512
-    ema_decay: float = 0.99
-    ema_eps: float = 1e-5
-    commitment_weight: float = 1.0
-    dead_code_threshold: float = 0.0  # > 0: restart codes whose EMA count falls below it
+    """The model's sizes and codebook rule. No defaults: the paper's values are the configuration
+    schema's (`vqvae.model`), built by lvt.config.model_configs."""
+
+    channels: int  # encoder output channels = total codebook vector dimension (NF)
+    residual_channels: int  # hidden width of the residual blocks (RES_CHANNELS)
+    residual_blocks: int  # N_LAYERS: 2 for BAIR, 4 for Kinetics; same in encoder and decoder
+    codebooks: int  # product quantiser: channels split into `codebooks` contiguous chunks
+    codebook_size: int
+    ema_decay: float
+    ema_eps: float
+    commitment_weight: float
+    dead_code_threshold: float  # > 0: restart codes whose EMA count falls below it
 
     def __post_init__(self) -> None:
         if self.channels % 2 or self.channels % self.codebooks:
@@ -271,14 +274,17 @@ class VQVAE(nn.Module):
 
 def optimizers(
     model: VQVAE,
-    lr: float = 3e-4,
-    betas: tuple[float, float] = (0.9, 0.9),
+    *,
+    lr: float,
+    betas: tuple[float, float],
     eps: float = 1e-8,
     fused: bool = False,
 ) -> dict[str, torch.optim.Adam]:
     """Two separate Adam optimisers (encoder, decoder) as the original; the codebooks use EMA.
 
-    Defaults: lr of configs/vqvae/Base-VQVAE.yaml, betas of vidgen/config/defaults.py.
+    The paper's lr and betas are the configuration schema's `vqvae.train` defaults (from
+    configs/vqvae/Base-VQVAE.yaml and vidgen/config/defaults.py); eps is torch's default, which
+    the original keeps (vidgen/solver/build.py).
 
     `fused` picks the single-kernel Adam (for CUDA); the default is torch's own choice.
     """

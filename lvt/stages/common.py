@@ -14,9 +14,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lvt.atomic import is_disk_full, remove_leftover_temporaries
 from lvt.config import ConfigError, load_settings
@@ -25,6 +26,7 @@ from lvt.errors import DiskSpaceError, InputError
 from lvt.locks import hold_locks
 
 Stage = Callable[[argparse.Namespace, dict[str, Any]], None]
+Options = TypeVar("Options")
 
 
 class StageParser(argparse.ArgumentParser):
@@ -92,6 +94,12 @@ def _exit_at_once(status: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def from_section(options: type[Options], section: Mapping[str, Any]) -> Options:
+    """A library's options dataclass filled from the validated settings `section` (which holds
+    every default): each field takes the key of its name; the section's other keys are left."""
+    return options(**{field.name: section[field.name] for field in fields(options)})
 
 
 def add_model_inputs(parser: argparse.ArgumentParser, frames: bool = True) -> None:

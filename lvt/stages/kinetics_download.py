@@ -16,6 +16,7 @@ from typing import Any
 
 from lvt.config import check_kinetics_download
 from lvt.data.kinetics import (
+    DownloadOptions,
     download_shard,
     journal_path,
     read_journals,
@@ -24,7 +25,7 @@ from lvt.data.kinetics import (
     write_outcomes,
 )
 from lvt.data.sources import SPLITS
-from lvt.stages.common import run_stage, stage_parser
+from lvt.stages.common import from_section, run_stage, stage_parser
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,7 @@ def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
         rows,
         folder,
         journal_path(folder, args.split, args.shard),
-        kinetics["url_template"],
-        kinetics["rate_limit"],
-        kinetics["sleep_seconds"],
-        kinetics["retries"],
-        kinetics["backoff_seconds"],
-        kinetics["retry_failed"],
-        kinetics["retry_unavailable"],
+        from_section(DownloadOptions, kinetics),
         previous=read_journals(folder, args.split),
     )
     write_outcomes(args.out, outcomes)

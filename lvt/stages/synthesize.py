@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from lvt.data.sources import write_manifest
-from lvt.data.synthetic import write_synthetic_videos
+from lvt.data.synthetic import SyntheticVideos, write_synthetic_videos
 from lvt.stages.common import run_stage, stage_parser
 
 
 def main(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     """Write the videos into --out-dir and the manifest to --manifest (settings: source)."""
-    rows = write_synthetic_videos(args.out_dir, **settings["source"]["synthetic"])
+    videos = SyntheticVideos(**settings["source"]["synthetic"])
+    rows = write_synthetic_videos(args.out_dir, videos)
     write_manifest(args.manifest, rows)
 
 

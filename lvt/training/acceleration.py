@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
+
+from lvt.training.loop import LoopSettings
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,12 @@ class Acceleration:
     compile: bool = False
 
     @classmethod
-    def from_settings(cls, train: Mapping[str, Any], device: torch.device) -> Acceleration:
+    def from_settings(cls, loop: LoopSettings, device: torch.device) -> Acceleration:
         """Read `precision` (auto: bfloat16 on CUDA, float32 elsewhere) and `compile`."""
-        precision = train["precision"]
+        precision = loop.precision
         if precision == "auto":
             precision = "bfloat16" if device.type == "cuda" else "float32"
-        return cls(torch.bfloat16 if precision == "bfloat16" else None, train["compile"])
+        return cls(torch.bfloat16 if precision == "bfloat16" else None, loop.compile)
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """Context for the forward pass and loss; backward and optimiser steps stay outside."""
@@ -38,7 +38,7 @@ class Acceleration:
 
 
 PLAIN = Acceleration()
-"""float32 and eager: the default of the training tasks."""
+"""float32 and eager: what precision float32 (or auto on the CPU) without compile gives."""
 
 
 def set_tf32(enabled: bool) -> None:

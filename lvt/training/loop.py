@@ -68,14 +68,19 @@ class HeldOut(Protocol):
 
 @dataclass(frozen=True)
 class LoopSettings:
+    """The settings every training run shares: the schema's `$defs/loop`, which describes them
+    and holds their defaults. `train` follows the schedule (steps, checkpoint_every, log_every);
+    the rest sets up the processes (`lvt.training.run`) and the tasks (`PlacedTask`)."""
+
     steps: int
+    batch_size: int
+    seed: int
     checkpoint_every: int
     log_every: int
-
-    @classmethod
-    def from_settings(cls, train: Mapping[str, Any]) -> LoopSettings:
-        """Take the loop's keys from a model's `train` config section."""
-        return cls(train["steps"], train["checkpoint_every"], train["log_every"])
+    device: str
+    precision: str
+    tf32: bool
+    compile: bool
 
 
 def _random_states() -> dict[str, Any]:

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,17 @@ class RunFiles:
     metrics: Path
 
 
+@dataclass(frozen=True)
+class PublishedModel:
+    """The model file a run publishes: the `kind` of model, its `config` and weights, and
+    `provenance` (where its data came from), saved beside them."""
+
+    kind: str
+    config: Any
+    model: torch.nn.Module
+    provenance: dict[str, Any]
+
+
 def fingerprint(settings: dict[str, Any], *inputs: Path) -> str:
     """Identify a training run by its settings and the identity (size, mtime) of its input files.
 
@@ -53,9 +64,7 @@ def publish(source: Path, target: Path) -> None:
 
 
 @contextmanager
-def training_processes(
-    kind: str, train_settings: Mapping[str, Any], threads: int
-) -> Iterator[Distributed]:
+def training_processes(kind: str, loop: LoopSettings, threads: int) -> Iterator[Distributed]:
     """This process's place in the run: one process, or one of those torchrun started.
 
     The job's `threads` are shared by the processes on this machine; the global batch
@@ -63,37 +72,33 @@ def training_processes(
     warnings.
     """
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    device = select_device(train_settings["device"], threads // local_processes)
+    device = select_device(loop.device, threads // local_processes)
     with process_group(device) as distributed:
-        batch_size = train_settings["batch_size"]
-        if batch_size % distributed.world_size:
-            raise ConfigError(f"config key {kind}.train.batch_size: {batch_size} does not split "
-                              f"evenly over {distributed.world_size} training processes")
+        if loop.batch_size % distributed.world_size:
+            raise ConfigError(f"config key {kind}.train.batch_size: {loop.batch_size} does not "
+                              f"split evenly over {distributed.world_size} training processes")
         if distributed.device.type == "cuda":
-            set_tf32(train_settings["tf32"])
+            set_tf32(loop.tf32)
         if not distributed.is_main:
             logging.getLogger().setLevel(logging.WARNING)
         yield distributed
 
 
 def train_and_publish(
-    files: RunFiles,
     task: TrainingTask,
     loop: LoopSettings,
+    files: RunFiles,
     run_fingerprint: str,
-    kind: str,
-    config: Any,
-    model: torch.nn.Module,
-    provenance: dict[str, Any],
+    published: PublishedModel,
     distributed: Distributed,
     held_out: HeldOut | None = None,
 ) -> None:
-    """Train (resuming from `files.state_dir`), logging `held_out` as `train` does, then write
-    the model and metrics files atomically (rank 0)."""
-    log = logging.getLogger(f"lvt.training.{kind}")
+    """Train (resuming from `files.state_dir` a run of the same fingerprint), logging
+    `held_out` as `train` does, then write the model and metrics files atomically (rank 0)."""
+    log = logging.getLogger(f"lvt.training.{published.kind}")
     metrics = train(task, loop, files.state_dir, run_fingerprint, log, distributed, held_out)
     if distributed.is_main:
-        digest = save_model(files.model, kind, config, model,
-                            extra={"steps": loop.steps, **provenance})
+        digest = save_model(files.model, published.kind, published.config, published.model,
+                            extra={"steps": loop.steps, **published.provenance})
         publish(metrics, files.metrics)
         log.info("wrote %s (sha256 %s)", files.model, digest)

@@ -9,6 +9,7 @@ https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/data/dataset_mapper.py
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,15 +25,36 @@ from lvt.models.transformer import (
     Abc,
     LatentVideoTransformer,
     TransformerConfig,
+    optimizer,
     slice_context,
     slice_index,
     slice_loss,
     take_slice,
 )
 from lvt.tensors import to_device
-from lvt.training.acceleration import PLAIN, Acceleration
 from lvt.training.distributed import SINGLE_PROCESS, Distributed
+from lvt.training.loop import LoopSettings
 from lvt.training.placement import PlacedTask
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """What one training example is: `clip_frames` code frames of a video, the first `n_prime`
+    of them priming frames, left out of the loss (settings of `transformer.train`)."""
+
+    clip_frames: int
+    n_prime: int
+
+
+@dataclass(frozen=True)
+class RMSpropSettings:
+    """The RMSprop optimiser's settings of `transformer.train` (the schema holds their
+    defaults)."""
+
+    lr: float
+    alpha: float
+    momentum: float
+    eps: float
 
 
 def random_slices(
@@ -87,10 +109,11 @@ def training_batch(
 
 
 class TransformerTraining(PlacedTask):
-    """One step = `batch_size` clips of `clip_frames` code frames, each with one random slice.
+    """One step = `loop.batch_size` clips as `clip` sets them, each with one random slice, and
+    one RMSprop step.
 
     A clip comes from a uniformly drawn video at a uniformly drawn start; videos shorter than
-    a clip are left out (the reference rejected them one by one). `batch_size` is the global
+    a clip are left out (the reference rejected them one by one). The batch is the global
     batch: with several processes each draws the same clips and slices and trains on its share.
     The task trains on `distributed.device`; the default is one process on the CPU.
     """
@@ -99,27 +122,25 @@ class TransformerTraining(PlacedTask):
         self,
         model: LatentVideoTransformer,
         codes: VideoArrays,
-        clip_frames: int,
-        n_prime: int,
-        batch_size: int,
-        optimizer: torch.optim.Optimizer,
-        seed: int,
+        loop: LoopSettings,
+        clip: ClipSettings,
+        rmsprop: RMSpropSettings,
         distributed: Distributed = SINGLE_PROCESS,
-        acceleration: Acceleration = PLAIN,
     ) -> None:
-        super().__init__(model, batch_size, seed, distributed, acceleration)
-        self.optimizer = optimizer
+        super().__init__(model, loop, distributed)
+        self.optimizer = optimizer(self.model, lr=rmsprop.lr, alpha=rmsprop.alpha,
+                                   momentum=rmsprop.momentum, eps=rmsprop.eps)
         self.codes = codes
-        self.clip_frames = clip_frames
-        self.n_prime = n_prime
+        self.clip_frames = clip.clip_frames
+        self.n_prime = clip.n_prime
         lengths = np.asarray(codes.lengths)
-        self.videos = np.flatnonzero(lengths >= clip_frames)
+        self.videos = np.flatnonzero(lengths >= self.clip_frames)
         if not len(self.videos):
             raise InputError(
-                f"{codes.path}: no video has the {clip_frames} frames a training clip needs "
-                f"(longest: {lengths.max(initial=0)})"
+                f"{codes.path}: no video has the {self.clip_frames} frames a training clip "
+                f"needs (longest: {lengths.max(initial=0)})"
             )
-        self.max_start = lengths[self.videos] - clip_frames
+        self.max_start = lengths[self.videos] - self.clip_frames
 
     def clips(self) -> torch.Tensor:
         """This rank's share of a batch of random clips, (B, codebooks, T, H, W) int64 on the
@@ -180,44 +201,32 @@ class TransformerTraining(PlacedTask):
 
 class HeldOutBits:
     """Teacher-forced bits per code (`lvt.likelihood.bits_per_code`, as the evaluate stage
-    scores the test split) of the training model on the first `clip_frames` code frames of the
-    first `videos` held-out videos long enough, `n_prime` leading frames left out as in
+    scores the test split) of a training task's model on the first `clip_frames` code frames of
+    the first `videos` held-out videos long enough, `n_prime` leading frames left out as in
     training: the same clips at every evaluation, so the curve shows the model alone changing.
 
-    A `lvt.training.loop.HeldOut`: it runs the model without gradients and draws no random
-    numbers, so training is the same with it as without. `acceleration` sets the autocast of
-    its forward passes, `batch_size` the clips per pass (the training batch fits).
+    A `lvt.training.loop.HeldOut`, evaluated every `every` steps: it runs the model without
+    gradients and draws no random numbers, so training is the same with it as without. Its
+    forward passes take the task's device, acceleration and batch size (the training batch
+    fits).
     """
 
     names = ("held_out_bits_per_code",)
 
     def __init__(
-        self,
-        model: LatentVideoTransformer,
-        codes: VideoArrays,
-        videos: int,
-        clip_frames: int,
-        n_prime: int,
-        every: int,
-        batch_size: int,
-        device: torch.device,
-        acceleration: Acceleration = PLAIN,
+        self, task: TransformerTraining, codes: VideoArrays, videos: int, every: int
     ) -> None:
-        self.model = model
+        self.task = task
         self.codes = codes
-        self.videos = videos_long_enough(codes, clip_frames, videos)
+        self.videos = videos_long_enough(codes, task.clip_frames, videos)
         if not self.videos:
-            raise InputError(f"{codes.path}: no held-out video has the {clip_frames} frames of "
-                             "a training clip (config key transformer.train.clip_frames)")
-        self.clip_frames = clip_frames
-        self.n_prime = n_prime
+            raise InputError(f"{codes.path}: no held-out video has the {task.clip_frames} frames "
+                             "of a training clip (config key transformer.train.clip_frames)")
         self.every = every
-        self.batch_size = batch_size
-        self.device = device
-        self.acceleration = acceleration
 
     def __call__(self) -> dict[str, float]:
-        with self.acceleration.autocast(self.device):
-            scores = bits_per_code(self.model, self.codes, self.clip_frames, self.n_prime,
-                                   self.videos, self.device, self.batch_size)
+        task = self.task
+        with task.acceleration.autocast(task.device):
+            scores = bits_per_code(task.model, self.codes, task.clip_frames, task.n_prime,
+                                   self.videos, task.device, task.batch_size)
         return {"held_out_bits_per_code": scores["bits_per_code"]}

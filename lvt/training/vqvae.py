@@ -8,6 +8,7 @@ https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/modeling/meta_arch/vqvae.py
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,16 +17,29 @@ from lvt.data.dataset import VideoArrays
 from lvt.images import frames_to_images
 from lvt.metrics import psnr_from_mse
 from lvt.models import vqvae
-from lvt.training.acceleration import PLAIN, Acceleration
 from lvt.training.distributed import SINGLE_PROCESS, Distributed
+from lvt.training.loop import LoopSettings
 from lvt.training.placement import PlacedTask
+
+
+@dataclass(frozen=True)
+class AdamSettings:
+    """The two Adam optimisers' settings of `vqvae.train` (the schema holds their defaults);
+    `fused_adam` takes effect on CUDA only."""
+
+    lr: float
+    betas: tuple[float, float]
+    fused_adam: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
 
 
 class VQVAETraining(PlacedTask):
     """One step = one batch of frames drawn uniformly from the whole training split.
 
-    `batch_size` is the global batch: with several processes each trains on its share of the
-    same draw, and the metrics are those of the whole batch. The task trains on
+    `loop.batch_size` is the global batch: with several processes each trains on its share of
+    the same draw, and the metrics are those of the whole batch. The task trains on
     `distributed.device`; the default is one process on the CPU.
     """
 
@@ -33,16 +47,13 @@ class VQVAETraining(PlacedTask):
         self,
         model: vqvae.VQVAE,
         frames: VideoArrays,
-        batch_size: int,
-        lr: float,
-        betas: tuple[float, float],
-        seed: int,
+        loop: LoopSettings,
+        adam: AdamSettings,
         distributed: Distributed = SINGLE_PROCESS,
-        acceleration: Acceleration = PLAIN,
-        fused_adam: bool = False,
     ) -> None:
-        super().__init__(model, batch_size, seed, distributed, acceleration)
-        self.optimizers = vqvae.optimizers(model, lr=lr, betas=betas, fused=fused_adam)
+        super().__init__(model, loop, distributed)
+        fused = adam.fused_adam and self.device.type == "cuda"
+        self.optimizers = vqvae.optimizers(model, lr=adam.lr, betas=adam.betas, fused=fused)
         self.frames = frames
 
     def step(self) -> dict[str, float]:
