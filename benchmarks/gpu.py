@@ -565,7 +565,7 @@ def resume_task(run: Run, kind: str, device: torch.device) -> TransformerTrainin
         return TransformerTraining(model, run.data["codes"],
                                    pipeline_loop(kind, batch_size=run.sizes.resume_batch),
                                    ClipSettings(CLIP_FRAMES, N_PRIME),
-                                   RMSpropSettings(**PAPER_RMSPROP), distributed)
+                                   from_section(RMSpropSettings, _TRANSFORMER_TRAIN), distributed)
     return VQVAETraining(VQVAE(run.sizes.vqvae), run.data["frames"],
                          pipeline_loop(kind, batch_size=run.sizes.vqvae_check_batch),
                          AdamSettings(**PAPER_ADAM, fused_adam=True), distributed)
@@ -836,7 +836,7 @@ def part_transformer_training(run: Run, clock: Clock) -> None:
         model = seeded(lambda: LatentVideoTransformer(config))
         tasks[:] = [TransformerTraining(
             model, run.data["codes"], pipeline_loop("transformer", batch_size=batch),
-            ClipSettings(CLIP_FRAMES, N_PRIME), RMSpropSettings(**PAPER_RMSPROP),
+            ClipSettings(CLIP_FRAMES, N_PRIME), from_section(RMSpropSettings, _TRANSFORMER_TRAIN),
             Distributed(rank=0, world_size=1, device=run.device))]
         return tasks[0].step
 

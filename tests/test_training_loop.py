@@ -27,6 +27,7 @@ from lvt.training.transformer import (
     HeldOutBits,
     RMSpropSettings,
     TransformerTraining,
+    linear_decay,
 )
 from lvt.training.vqvae import AdamSettings, VQVAETraining
 
@@ -202,12 +203,39 @@ def code_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder / "train.h5", folder / "test.h5"
 
 
-def transformer_task(codes: Path, clip_frames: int = 8) -> TransformerTraining:
+def transformer_task(codes: Path, clip_frames: int = 8, lr_decay: float = 0.0
+                     ) -> TransformerTraining:
     torch.manual_seed(5)
     model = LatentVideoTransformer(TRANSFORMER)
     return TransformerTraining(model, VideoArrays(codes, "codes"), HELD_OUT_LOOP,
                                ClipSettings(clip_frames=clip_frames, n_prime=1),
-                               train_options(RMSpropSettings, "transformer", lr=1e-2))
+                               train_options(RMSpropSettings, "transformer", lr=1e-2,
+                                             lr_decay=lr_decay))
+
+
+def test_linear_decay_ends_the_run_at_a_small_learning_rate() -> None:
+    assert [linear_decay(8, 0.0)(step) for step in range(8)] == [1.0] * 8
+    assert [linear_decay(8, 0.5)(step) for step in range(8)] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+
+
+def test_a_decaying_learning_rate_resumes_where_it_stopped(code_files) -> None:
+    train_codes, _ = code_files
+    whole = transformer_task(train_codes, lr_decay=0.5)
+    rates = []
+    for _ in range(HELD_OUT_LOOP.steps):
+        rates.append(whole.optimizer.param_groups[0]["lr"])
+        whole.step()
+    assert rates == pytest.approx([1e-2 * f for f in (1, 1, 1, 1, 1 / 3.5 * 3, 2 / 3.5, 1 / 3.5)])
+
+    first = transformer_task(train_codes, lr_decay=0.5)
+    for _ in range(3):
+        first.step()
+    resumed = transformer_task(train_codes, lr_decay=0.5)
+    resumed.load_state_dict(first.state_dict())
+    for _ in range(HELD_OUT_LOOP.steps - 3):
+        resumed.step()
+    assert resumed.optimizer.param_groups[0]["lr"] == whole.optimizer.param_groups[0]["lr"]
+    assert_same(weights(whole), weights(resumed))
 
 
 def held_out_bits(task: TransformerTraining, codes: Path, every: int = 3) -> HeldOutBits:

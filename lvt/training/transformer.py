@@ -8,7 +8,7 @@ https://github.com/rakhimovv/lvt/blob/0899c21/vidgen/data/dataset_mapper.py
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +48,27 @@ class ClipSettings:
 
 @dataclass(frozen=True)
 class RMSpropSettings:
-    """The RMSprop optimiser's settings of `transformer.train` (the schema holds their
-    defaults)."""
+    """The RMSprop optimiser's settings of `transformer.train` and its learning-rate schedule
+    (the schema holds their defaults)."""
 
     lr: float
     alpha: float
     momentum: float
     eps: float
+    lr_decay: float
+    """Fraction of the last steps over which the learning rate falls linearly towards 0."""
+
+
+def linear_decay(steps: int, decay: float) -> Callable[[int], float]:
+    """Learning-rate factor before update `step` (0-based) of `steps`: 1, then falling linearly
+    over the last `decay` share of the steps to 1/(decay·steps) at the last one; always 1 when
+    `decay` is 0. A short decay at the end settles a constant-rate run's noisy final weights."""
+    span = decay * steps
+
+    def factor(step: int) -> float:
+        return 1.0 if span == 0 else min(1.0, (steps - step) / span)
+
+    return factor
 
 
 def random_slices(
@@ -130,6 +144,8 @@ class TransformerTraining(PlacedTask):
         super().__init__(model, loop, distributed)
         self.optimizer = optimizer(self.model, lr=rmsprop.lr, alpha=rmsprop.alpha,
                                    momentum=rmsprop.momentum, eps=rmsprop.eps)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, linear_decay(loop.steps, rmsprop.lr_decay))
         self.codes = codes
         self.clip_frames = clip.clip_frames
         self.n_prime = clip.n_prime
@@ -171,6 +187,7 @@ class TransformerTraining(PlacedTask):
         self.optimizer.zero_grad(set_to_none=True)
         weighted.backward()
         self.optimizer.step()
+        self.schedule.step()
         global_loss = self.distributed.mean(weighted.detach()).item()
         return {"loss": global_loss, "bits_per_code": nats_to_bits(global_loss)}
 
@@ -190,12 +207,14 @@ class TransformerTraining(PlacedTask):
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
             "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
         self.generator.set_state(state["generator"])
 
 
