@@ -176,8 +176,9 @@ def test_presets_over_the_demo_give_the_papers_settings(presets: list[str]) -> N
     assert config["vqvae"]["model"] == expected_model
     assert config["transformer"]["model"] == paper["transformer"]["model"]
     for section, keys in {"vqvae": ["lr", "betas", "batch_size", "seed"],
-                          "transformer": ["lr", "lr_decay", "alpha", "momentum", "eps", "batch_size",
-                                          "clip_frames", "n_prime", "steps", "seed"]}.items():
+                          "transformer": ["lr", "lr_decay", "alpha", "momentum", "eps",
+                                          "batch_size", "clip_frames", "n_prime", "steps",
+                                          "seed"]}.items():
         for key in keys:
             assert config[section]["train"][key] == paper[section]["train"][key], (section, key)
 
