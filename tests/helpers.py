@@ -4,6 +4,7 @@ on a tiny configuration in a temporary folder."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -66,6 +67,20 @@ TINY = yaml.safe_load(TEST_CONFIG.read_text())
 """The workflow's test configuration (.test/config.yaml): overlaid on the demo's config.yaml, it
 takes the demo's DAG through every stage in about a minute."""
 RUN = TINY["run"]
+
+
+def overlay(base: dict, update: dict) -> dict:
+    """`base` with `update` merged into it, key by key, as `snakemake --configfile` merges files."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            overlay(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+SETTINGS = validate(overlay(yaml.safe_load((ROOT / "config.yaml").read_text()), TINY))
+"""The settings the tests' workflow runs with: the test configuration over the demo's."""
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

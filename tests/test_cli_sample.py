@@ -180,10 +180,10 @@ def test_an_empty_priming_video_says_empty_file(models, tmp_path: Path, capsys) 
     assert f"{tmp_path / 'empty.mp4'}: empty file" in capsys.readouterr().err
 
 
-def test_the_readmes_sample_command_parses() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    command = re.search(r"^lvt sample .*?(?<!\\)$", readme, re.MULTILINE | re.DOTALL)
-    assert command, "README.md shows no `lvt sample` command"
+def test_the_documented_sample_command_parses() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "running.md").read_text()
+    command = re.search(r"^lvt sample .*?(?<!\\)$", page, re.MULTILINE | re.DOTALL)
+    assert command, "docs/running.md shows no `lvt sample` command"
     args = shlex.split(command[0].replace("\\\n", " "))
     parser = build_parser()
     subcommands = next(action for action in parser._actions

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import overlay
 
 from lvt import config as lvt_config
 from lvt.errors import InputError
@@ -22,17 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def merged(*names: str) -> dict:
     """config.yaml with presets applied in order, as `snakemake --configfile` merges them."""
-    def merge(base: dict, update: dict) -> dict:
-        for key, value in update.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = copy.deepcopy(value)
-        return base
-
     result = yaml.safe_load((ROOT / "config.yaml").read_text())
     for name in names:
-        merge(result, yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text()))
+        overlay(result, yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text()))
     return result
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import snakemake
+from helpers import SETTINGS, snakemake
 
 from lvt.errors import InputError
 from lvt.report import (
@@ -353,10 +353,11 @@ def test_report_opens_in_chromium_with_samples_curves_and_scores(
                 assert view(browser, row, SHOWN_IMAGE) > 100, (subcategory, row)
         assert "held_out_bits_per_code" in shown_svg(browser)  # the held-out curve
 
-        # TINY samples one test video twice: its sheet and the overview, 3 rows of 16 frames
+        # TINY samples one test video twice: its sheet and the overview, 3 rows of its frames
         assert show_rows(browser, report, "Samples", "Contact sheets") == 2
         for label in ("overview of the first videos", "test"):
-            assert view(browser, row_with(browser, label), SHOWN_PNG) > 16 * 64, label
+            width = view(browser, row_with(browser, label), SHOWN_PNG)
+            assert width > SETTINGS["sample"]["frames"] * 64, label
             height = browser.evaluate("document.querySelector('.justify-center img').naturalHeight")
             assert height > 3 * 64, label
         assert show_rows(browser, report, "Samples", "GIFs") == 1

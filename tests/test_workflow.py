@@ -15,7 +15,15 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import RUN, TINY, copy_workflow, snakemake, synthetic_videos, write_config
+from helpers import (
+    RUN,
+    SETTINGS,
+    TINY,
+    copy_workflow,
+    snakemake,
+    synthetic_videos,
+    write_config,
+)
 
 from lvt.checkpoints import file_sha256
 from lvt.data.dataset import CHUNK_ITEMS, VideoArrays
@@ -56,7 +64,8 @@ def test_every_stage_writes_its_outputs(finished_run: Path) -> None:
     assert metrics["vqvae"]["test_reconstruction"]["frames"] == frames_count(results)
     bits = metrics["transformer"]["test_bits"]
     assert bits["bits_per_code"] > 0 and 0 < bits["unigram_entropy_bits"] <= 4
-    assert bits["codes_scored"] == 2 * 4 * 15 * 16 * 16
+    predicted = SETTINGS["evaluate"]["frames"] - SETTINGS["evaluate"]["n_prime"]
+    assert bits["codes_scored"] == 2 * 4 * predicted * 16 * 16
 
     fvd = json.loads((results / "evaluation" / "fvd.json").read_text())
     protocol = fvd["protocol"]
@@ -69,18 +78,20 @@ def test_every_stage_writes_its_outputs(finished_run: Path) -> None:
     for name in ("fvd", "fvd_samples_vs_reconstructions", "fvd_reconstructions_vs_real"):
         assert np.isfinite(fvd[name]) and fvd[name] >= 0
     frame_scores = json.loads((results / "evaluation" / "frame_scores.json").read_text())
-    assert frame_scores["per_step"]["frame"] == list(range(8, 16)) and frame_scores["k"] == 2
+    fvd_frames = range(SETTINGS["fvd"]["n_prime"], SETTINGS["fvd"]["frames"])
+    assert frame_scores["per_step"]["frame"] == list(fvd_frames) and frame_scores["k"] == 2
     assert frame_scores["psnr_db_best_of_k"] >= frame_scores["psnr_db_mean"] > 0
     assert 0 < frame_scores["ssim_mean"] <= frame_scores["ssim_best_of_k"] <= 1
     assert frame_scores["protocol"]["summary"] == protocol["summary"]
 
     index = json.loads((results / "samples" / "index.json").read_text())
+    frames = SETTINGS["sample"]["frames"]
     assert len(index["samples"]) == 2
     for entry in index["samples"]:
-        assert len(list((results / "samples" / entry["frames"]).glob("*.png"))) == 16
+        assert len(list((results / "samples" / entry["frames"]).glob("*.png"))) == frames
         assert (results / "samples" / entry["gif"]).stat().st_size > 0
     with h5py.File(results / "samples" / "samples.h5") as samples:
-        assert samples["codes"].shape == (2, 16, 4, 16, 16)
+        assert samples["codes"].shape == (2, frames, 4, 16, 16)
 
     for rule in RULES:
         assert list((results / "logs").rglob(f"{rule}*")), f"no log for {rule}"
@@ -110,7 +121,7 @@ def changed(section: str, group: str | None, key: str, value: object) -> dict:
     ("change", "expected"),
     [
         (changed("sample", None, "temperature", 0.9), {"sample", "report_samples"}),
-        (changed("evaluate", None, "n_prime", 2),
+        (changed("evaluate", None, "n_prime", SETTINGS["evaluate"]["n_prime"] + 1),
          {"evaluate", "fvd", "frame_scores", "report_scores", "report_frame_scores"}),
         (changed("fvd", None, "shards", 2), {*SCORING, "report_scores", "report_frame_scores"}),
         (changed("transformer", "train", "lr", 2e-3),
