@@ -225,7 +225,7 @@ def test_a_decaying_learning_rate_resumes_where_it_stopped(code_files) -> None:
     for _ in range(HELD_OUT_LOOP.steps):
         rates.append(whole.optimizer.param_groups[0]["lr"])
         whole.step()
-    assert rates == pytest.approx([1e-2 * f for f in (1, 1, 1, 1, 1 / 3.5 * 3, 2 / 3.5, 1 / 3.5)])
+    assert rates == pytest.approx([1e-2 * f for f in (1, 1, 1, 1, 3 / 3.5, 2 / 3.5, 1 / 3.5)])
 
     first = transformer_task(train_codes, lr_decay=0.5)
     for _ in range(3):
