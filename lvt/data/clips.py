@@ -33,7 +33,7 @@ from lvt.data.video_io import (
     ffmpeg_executable,
     open_video,
 )
-from lvt.errors import InputError
+from lvt.errors import InputError, problem_with
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def trim_rows(rows: Sequence[SourceRow], clips_dir: Path) -> list[SourceRow]:
     for row in rows:
         if error := errors.get(row.video_id):
             log.warning("%s", error)
-            reason = str(error).removeprefix(f"{row.path}: ")
+            reason = problem_with(error, row.path)
             row = row.with_status("failed", f"trim: {reason}")
         results.append(row)
     return results

@@ -29,7 +29,7 @@ from lvt.atomic import require_free_space
 from lvt.data.dataset import FrameShardWriter
 from lvt.data.sources import SourceRow
 from lvt.data.video_io import TIME_TOLERANCE, av_error_message, open_video
-from lvt.errors import InputError
+from lvt.errors import InputError, problem_with
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def write_frame_shard(
                 source_size = frame_size(clip)
             except InputError as error:
                 log.warning("%s", error)
-                reason = str(error).removeprefix(f"{clip}: ")
+                reason = problem_with(error, clip)
                 failed = row.with_status("failed", f"frames: {reason}")
                 shard.add(failed)
                 recorded.append(failed)

@@ -29,7 +29,7 @@ from yt_dlp.utils import download_range_func
 from lvt.atomic import write_text
 from lvt.data.sources import SourceRow, Split, format_seconds
 from lvt.data.video_io import ffmpeg_executable, probe_video
-from lvt.errors import InputError
+from lvt.errors import InputError, problem_with
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +395,7 @@ def _fetch(row: KineticsRow, folder: Path, url: str, rate_limit: int | None) -> 
         try:
             info = probe_video(files[0])
         except InputError as error:
-            reason = str(error).removeprefix(f"{files[0]}: ")
+            reason = problem_with(error, files[0])
             raise Transient(f"the downloaded file is not a usable video: {reason}") from error
         if expected is not None and info.duration < expected - COVERAGE_TOLERANCE:
             raise Transient(f"the downloaded file holds {info.duration:.2f} s of {expected:.2f} s")

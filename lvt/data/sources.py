@@ -21,7 +21,7 @@ from typing import Literal
 
 from lvt.atomic import write_text
 from lvt.data.video_io import probe_video
-from lvt.errors import InputError
+from lvt.errors import InputError, problem_with
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def scan_local(
         try:
             info = probe_video(path)
         except InputError as error:
-            rows.append(row.with_status("skipped", str(error).removeprefix(f"{path}: ")))
+            rows.append(row.with_status("skipped", problem_with(error, path)))
             continue
         rows.append(replace(row, end=info.duration))
     rows = _unique_ids(rows, root)
