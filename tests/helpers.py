@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import torch
 import yaml
+from snakemake.utils import update_config
 
 from lvt.checkpoints import save_model
 from lvt.config import validate
@@ -70,12 +71,9 @@ RUN = TINY["run"]
 
 
 def overlay(base: dict, update: dict) -> dict:
-    """`base` with `update` merged into it, key by key, as `snakemake --configfile` merges files."""
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            overlay(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
+    """`base` with a copy of `update` merged into it by Snakemake's own merge of --configfile
+    files."""
+    update_config(base, copy.deepcopy(update))
     return base
 
 
