@@ -513,10 +513,16 @@ def whole_video_logits(model: LatentVideoTransformer, video: Tensor) -> Tensor:
 def slice_loss(logits: Sequence[Tensor], target: Tensor, ignore_mask: Tensor) -> Tensor:
     """Cross entropy (nats) per codebook, averaged over the batch's non-ignored positions,
     then averaged over codebooks (`compute_supervised_loss` in vidgen/modeling/meta_arch/vt.py).
-    target (B, NC, t, h, w); ignore_mask (B, 1, t, h, w)."""
+    target (B, NC, t, h, w); ignore_mask (B, 1, t, h, w).
+
+    The logits are taken as rows (positions, NV): `LatentVideoTransformer.predict` computes them
+    in that layout, so the view costs nothing and the softmax runs over contiguous memory.
+    """
     target = target.masked_fill(ignore_mask, IGNORE_INDEX)
     losses = [
-        F.cross_entropy(lg, target[:, k], ignore_index=IGNORE_INDEX) for k, lg in enumerate(logits)
+        F.cross_entropy(lg.movedim(1, -1).reshape(-1, lg.shape[1]), target[:, k].reshape(-1),
+                        ignore_index=IGNORE_INDEX)
+        for k, lg in enumerate(logits)
     ]
     return torch.stack(losses).mean()
 
