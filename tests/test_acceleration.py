@@ -86,7 +86,7 @@ def transformer_losses(data: Path, precision: str) -> list[float]:
                                                decoder_block=(1, 4, 4)))
     loop = train_options(LoopSettings, "transformer", batch_size=2, seed=0, precision=precision)
     task = TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"), loop,
-                               ClipSettings(clip_frames=4, n_prime=1),
+                               ClipSettings(clip_frames=4, n_prime=1, reverse_time=False),
                                train_options(RMSpropSettings, "transformer", lr=1e-3))
     return [task.step()["loss"] for _ in range(3)]
 

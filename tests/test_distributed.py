@@ -61,7 +61,7 @@ def transformer_task(data: Path, distributed: Distributed, seed: int) -> Transfo
     model = LatentVideoTransformer(TRANSFORMER)
     return TransformerTraining(model, VideoArrays(data / "codes.h5", "codes"),
                                loop(STEPS, seed, "transformer"),
-                               ClipSettings(clip_frames=8, n_prime=5),
+                               ClipSettings(clip_frames=8, n_prime=5, reverse_time=False),
                                train_options(RMSpropSettings, "transformer", lr=1e-3),
                                distributed)
 

@@ -203,14 +203,38 @@ def code_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder / "train.h5", folder / "test.h5"
 
 
-def transformer_task(codes: Path, clip_frames: int = 8, lr_decay: float = 0.0
-                     ) -> TransformerTraining:
+def transformer_task(codes: Path, clip_frames: int = 8, lr_decay: float = 0.0,
+                     reverse_time: bool = False) -> TransformerTraining:
     torch.manual_seed(5)
     model = LatentVideoTransformer(TRANSFORMER)
     return TransformerTraining(model, VideoArrays(codes, "codes"), HELD_OUT_LOOP,
-                               ClipSettings(clip_frames=clip_frames, n_prime=1),
+                               ClipSettings(clip_frames=clip_frames, n_prime=1,
+                                            reverse_time=reverse_time),
                                train_options(RMSpropSettings, "transformer", lr=1e-2,
                                              lr_decay=lr_decay))
+
+
+def test_reverse_time_plays_about_half_the_clips_backwards(code_files) -> None:
+    train_codes, _ = code_files
+    codes = VideoArrays(train_codes, "codes")
+    videos = [torch.from_numpy(codes.clip(i, 0, int(n)).astype(np.int64)).permute(1, 0, 2, 3)
+              for i, n in enumerate(codes.lengths)]
+
+    def directions(task: TransformerTraining) -> list[str]:
+        found = []
+        for clip in task.clips():
+            for video in videos:
+                for start in range(video.shape[1] - clip.shape[1] + 1):
+                    window = video[:, start:start + clip.shape[1]]
+                    found += ["forward"] * bool(torch.equal(clip, window))
+                    found += ["backward"] * bool(torch.equal(clip, window.flip(1)))
+        return found
+
+    forward_only = transformer_task(train_codes)
+    assert set(sum((directions(forward_only) for _ in range(20)), [])) == {"forward"}
+    both = transformer_task(train_codes, reverse_time=True)
+    seen = sum((directions(both) for _ in range(20)), [])
+    assert len(seen) == 40 and 10 <= seen.count("backward") <= 30
 
 
 def test_linear_decay_ends_the_run_at_a_small_learning_rate() -> None:

@@ -40,10 +40,12 @@ from lvt.training.placement import PlacedTask
 @dataclass(frozen=True)
 class ClipSettings:
     """What one training example is: `clip_frames` code frames of a video, the first `n_prime`
-    of them priming frames, left out of the loss (settings of `transformer.train`)."""
+    of them priming frames, left out of the loss, played backwards with probability 1/2 when
+    `reverse_time` is set (settings of `transformer.train`)."""
 
     clip_frames: int
     n_prime: int
+    reverse_time: bool
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ class TransformerTraining(PlacedTask):
         self.codes = codes
         self.clip_frames = clip.clip_frames
         self.n_prime = clip.n_prime
+        self.reverse_time = clip.reverse_time
         lengths = np.asarray(codes.lengths)
         self.videos = np.flatnonzero(lengths >= self.clip_frames)
         if not len(self.videos):
@@ -163,11 +166,15 @@ class TransformerTraining(PlacedTask):
         training device (pinned for the copy to a GPU)."""
         picks = torch.randint(len(self.videos), (self.batch_size,), generator=self.generator)
         offsets = torch.rand(self.batch_size, generator=self.generator)
-        picks, offsets = picks[self.share], offsets[self.share]
+        backwards = (torch.rand(self.batch_size, generator=self.generator) < 0.5
+                     if self.reverse_time else torch.zeros(self.batch_size, dtype=torch.bool))
+        picks, offsets, backwards = picks[self.share], offsets[self.share], backwards[self.share]
         batch = []
-        for pick, offset in zip(picks.tolist(), offsets.tolist(), strict=True):
+        for pick, offset, backward in zip(picks.tolist(), offsets.tolist(), backwards.tolist(),
+                                          strict=True):
             start = int(offset * (self.max_start[pick] + 1))
-            batch.append(self.codes.clip(int(self.videos[pick]), start, self.clip_frames))
+            clip = self.codes.clip(int(self.videos[pick]), start, self.clip_frames)
+            batch.append(clip[::-1] if backward else clip)
         clips = torch.from_numpy(np.stack(batch).astype(np.int64))
         return to_device(clips, self.device).permute(0, 2, 1, 3, 4)
 
