@@ -22,11 +22,13 @@ class _CpuBiasedAttention(torch.autograd.Function):
     scaled_dot_product_attention would fall back to the plain math and keep every (L, L)
     probability matrix for the backward pass. The forward pass here is the fused kernel,
     keeping only the output and the row-wise log-sum-exp; the backward pass recomputes the
-    probabilities a few examples at a time and derives all four gradients from them (the bias
-    gradient summed over the batch).
+    probabilities in float32 a few examples at a time and derives all four gradients from them
+    (the bias gradient summed over the batch).
     """
 
-    examples_per_chunk = 8  # bounds the backward's (chunk, heads, L, L) temporaries
+    examples_per_chunk = 4
+    """Examples per pass of the backward: it bounds its two float32 (examples · heads, L, L)
+    buffers, which every pass reuses (benchmarks/README.md#attention-backward-on-a-cpu)."""
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
@@ -41,27 +43,34 @@ class _CpuBiasedAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         q, k, v, mask, out, log_sum_exp = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        n, heads, length, _ = q.shape
-        scale = 1 / math.sqrt(q.shape[-1])
-        grads = [torch.empty(q.shape, dtype=q.dtype) for _ in range(3)]
+        n, heads, length, head_dim = q.shape
+        scale = 1 / math.sqrt(head_dim)
+        q32, k32, v32, dout = (t.float().flatten(0, 1) for t in (q, k, v, grad_out))
+        row = (dout * out.float().flatten(0, 1)).sum(-1, keepdim=True)
+        log_sum_exp = log_sum_exp.float().flatten(0, 1).unsqueeze(-1)
+        grads = [torch.empty(n * heads, length, head_dim) for _ in range(3)]
         grad_bias = torch.zeros(heads, length, length)
-        for first in range(0, n, _CpuBiasedAttention.examples_per_chunk):
-            rows = slice(first, first + _CpuBiasedAttention.examples_per_chunk)
-            qc, kc, vc, dout = (t[rows].flatten(0, 1) for t in (q, k, v, grad_out))
-            chunk = qc.shape[0] // heads
-            scores = torch.baddbmm(
-                mask.expand(chunk, -1, -1, -1).flatten(0, 1), qc, kc.transpose(1, 2), alpha=scale
-            ).float()
-            probabilities = scores.sub_(log_sum_exp[rows].flatten(0, 1)[..., None].float()).exp_()
-            row = (dout.float() * out[rows].flatten(0, 1).float()).sum(-1, keepdim=True)
-            grad_scores = torch.bmm(dout, vc.transpose(1, 2)).float().sub_(row).mul_(probabilities)
-            grad_bias += grad_scores.view(chunk, heads, length, length).sum(0)
-            probabilities, grad_scores = probabilities.to(q.dtype), grad_scores.to(q.dtype)
-            grads[0][rows] = (grad_scores @ kc).mul_(scale).view(chunk, heads, length, -1)
-            grads[1][rows] = (grad_scores.transpose(1, 2) @ qc).mul_(scale).view_as(grads[0][rows])
-            grads[2][rows] = (probabilities.transpose(1, 2) @ dout).view_as(grads[0][rows])
-        return *grads, grad_bias.to(ctx.bias_dtype).unsqueeze(0)
+        chunk = min(_CpuBiasedAttention.examples_per_chunk, n) * heads
+        mask = mask.float().expand(chunk // heads, -1, -1, -1).reshape(chunk, length, length)
+        probabilities_buffer = torch.empty(chunk, length, length)
+        grad_scores_buffer = torch.empty(chunk, length, length)
+        for first in range(0, n * heads, chunk):
+            rows = slice(first, min(first + chunk, n * heads))
+            size = rows.stop - rows.start
+            probabilities, grad_scores = probabilities_buffer[:size], grad_scores_buffer[:size]
+            torch.baddbmm(mask[:size], q32[rows], k32[rows].transpose(1, 2), alpha=scale,
+                          out=probabilities)
+            probabilities.sub_(log_sum_exp[rows]).exp_()
+            torch.bmm(dout[rows], v32[rows].transpose(1, 2), out=grad_scores)
+            grad_scores.sub_(row[rows]).mul_(probabilities)
+            grad_bias += grad_scores.view(-1, heads, length, length).sum(0)
+            torch.bmm(grad_scores, k32[rows], out=grads[0][rows])
+            torch.bmm(grad_scores.transpose(1, 2), q32[rows], out=grads[1][rows])
+            torch.bmm(probabilities.transpose(1, 2), dout[rows], out=grads[2][rows])
+        grads[0].mul_(scale)
+        grads[1].mul_(scale)
+        return (*(g.view(q.shape).to(q.dtype) for g in grads),
+                grad_bias.to(ctx.bias_dtype).unsqueeze(0))
 
 
 def biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
