@@ -129,6 +129,7 @@ PAPER_ADAM = {"lr": _VQVAE_TRAIN["lr"], "betas": tuple(_VQVAE_TRAIN["betas"])}
 PAPER_RMSPROP = {key: _TRANSFORMER_TRAIN[key] for key in ("lr", "alpha", "momentum", "eps")}
 TRANSFORMER_STEPS, VQVAE_STEPS = _TRANSFORMER_TRAIN["steps"], _VQVAE_TRAIN["steps"]
 CLIP_FRAMES, N_PRIME = _TRANSFORMER_TRAIN["clip_frames"], _TRANSFORMER_TRAIN["n_prime"]
+PAPER_CLIP = from_section(ClipSettings, _TRANSFORMER_TRAIN)
 GOAL_SPEEDUP, GOAL_TRAINING_HOURS, GOAL_PROTOCOL_MINUTES = 3.0, 24.0, 15.0
 PARTS = {  # name: share of the budget (two torch.compile runs make the first two the longest)
     "checks": 0.32,
@@ -564,7 +565,7 @@ def resume_task(run: Run, kind: str, device: torch.device) -> TransformerTrainin
         model = LatentVideoTransformer(run.sizes.resume_transformer)
         return TransformerTraining(model, run.data["codes"],
                                    pipeline_loop(kind, batch_size=run.sizes.resume_batch),
-                                   ClipSettings(CLIP_FRAMES, N_PRIME),
+                                   PAPER_CLIP,
                                    from_section(RMSpropSettings, _TRANSFORMER_TRAIN), distributed)
     return VQVAETraining(VQVAE(run.sizes.vqvae), run.data["frames"],
                          pipeline_loop(kind, batch_size=run.sizes.vqvae_check_batch),
@@ -836,7 +837,7 @@ def part_transformer_training(run: Run, clock: Clock) -> None:
         model = seeded(lambda: LatentVideoTransformer(config))
         tasks[:] = [TransformerTraining(
             model, run.data["codes"], pipeline_loop("transformer", batch_size=batch),
-            ClipSettings(CLIP_FRAMES, N_PRIME), from_section(RMSpropSettings, _TRANSFORMER_TRAIN),
+            PAPER_CLIP, from_section(RMSpropSettings, _TRANSFORMER_TRAIN),
             Distributed(rank=0, world_size=1, device=run.device))]
         return tasks[0].step
 
