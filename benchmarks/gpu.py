@@ -128,8 +128,8 @@ _VQVAE_TRAIN, _TRANSFORMER_TRAIN = (validate({})[name]["train"]
 PAPER_ADAM = {"lr": _VQVAE_TRAIN["lr"], "betas": tuple(_VQVAE_TRAIN["betas"])}
 PAPER_RMSPROP = {key: _TRANSFORMER_TRAIN[key] for key in ("lr", "alpha", "momentum", "eps")}
 TRANSFORMER_STEPS, VQVAE_STEPS = _TRANSFORMER_TRAIN["steps"], _VQVAE_TRAIN["steps"]
-CLIP_FRAMES, N_PRIME = _TRANSFORMER_TRAIN["clip_frames"], _TRANSFORMER_TRAIN["n_prime"]
 PAPER_CLIP = from_section(ClipSettings, _TRANSFORMER_TRAIN)
+CLIP_FRAMES, N_PRIME = PAPER_CLIP.clip_frames, PAPER_CLIP.n_prime
 GOAL_SPEEDUP, GOAL_TRAINING_HOURS, GOAL_PROTOCOL_MINUTES = 3.0, 24.0, 15.0
 PARTS = {  # name: share of the budget (two torch.compile runs make the first two the longest)
     "checks": 0.32,
